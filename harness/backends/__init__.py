@@ -1,0 +1,1 @@
+"""Model backends behind one narrow, batched protocol (see :mod:`harness.backends.base`)."""

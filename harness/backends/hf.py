@@ -1,0 +1,261 @@
+"""transformers backend: log-likelihoods with shared-prefix KV reuse, batched generation.
+
+Tokenisation reproduces lm-eval 0.4.13's ``HFLM`` exactly (trailing context spaces move to
+the continuation; ``context + continuation`` is encoded whole and split after the tokens
+of the context alone; no special tokens unless the tokenizer adds them by default; an
+empty context becomes the BOS/EOS token; over-long inputs are truncated from the left),
+so per-example log-likelihoods match lm-eval's to float precision.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from harness.backends.base import ModelIdentity
+from harness.backends.prefix import Sequence as TokSeq
+from harness.backends.prefix import plan_batches, plan_groups
+from harness.errors import GlotbenchError, ModelError
+from harness.hashing import dir_sha256
+from harness.types import (
+    ChatMessage,
+    GenerationRequest,
+    GenerationResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+
+HASHED_FILES = ("*.safetensors", "*.bin", "config.json", "tokenizer*", "*.model", "*.tiktoken")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GlotbenchError("--device cuda was asked for but no CUDA device is visible",
+                             "use --device cpu, or check CUDA_VISIBLE_DEVICES and the torch build")
+    if device not in ("cpu", "cuda"):
+        raise GlotbenchError(f"unknown device {device!r}", "use --device cpu, cuda or auto")
+    return device
+
+
+class HFBackend:
+    """A transformers causal LM on one device."""
+
+    def __init__(self, path: str, *, name: str | None = None, device: str = "auto",
+                 dtype: str = "auto", batch_size: int = 16):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype not in DTYPES:
+            raise GlotbenchError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+        if batch_size < 1:
+            raise GlotbenchError(f"batch size must be >= 1, got {batch_size}", "pass --batch-size 1 or more")
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        local = Path(path).expanduser()
+        looks_local = path.startswith(("/", ".", "~")) or local.exists()
+        if looks_local and not local.is_dir():
+            raise ModelError(f"model directory {path!r} does not exist",
+                             "pass an existing transformers model directory: --model hf:/path/to/model")
+        if looks_local and not (local / "config.json").is_file():
+            raise ModelError(f"{path!r} is not a transformers model directory (no config.json)",
+                             "point --model hf: at the directory holding config.json and the weights")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(local) if local.exists() else path,
+                # "auto" keeps the checkpoint's dtype, as lm-eval does.
+                dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+            )
+        except (OSError, ValueError) as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() \
+                or "connect" in str(exc).lower()
+            where = "a local directory" if local.exists() else (
+                "not a local directory, and the hub could not be reached" if offline
+                else "not a local directory, and not a loadable hub id")
+            raise ModelError(f"cannot load model {path!r}: {where} ({_first_line(exc)})",
+                             "pass a transformers model directory: --model hf:/path/to/model") from None
+        self.model.to(self.device).eval()
+        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        if local.exists():
+            weights = dir_sha256(local, HASHED_FILES)
+        else:
+            weights = f"hub:{path}@{getattr(self.model.config, '_commit_hash', None) or 'unknown'}"
+        self.identity = ModelIdentity(
+            backend="hf", name=name or path, weights_sha256=weights,
+            dtype=str(self.model.dtype).removeprefix("torch."), device=self.device,
+        )
+        tok = self.tokenizer
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    # ---- tokenisation (lm-eval's conventions) -------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def encode_pair(self, context: str, continuation: str) -> TokSeq:
+        if not context:
+            cont = self._encode(continuation)
+            return TokSeq(tuple([self.prefix_token_id] + cont), 1)
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self._encode(context + continuation)
+        ctx = self._encode(context)
+        tokens = ctx + whole[len(ctx):]
+        n_ctx = len(ctx)
+        if len(tokens) > self.max_length + 1:  # left-truncate, as lm-eval does
+            cut = len(tokens) - (self.max_length + 1)
+            if cut >= n_ctx:
+                raise GlotbenchError(
+                    f"a continuation of {len(tokens) - n_ctx} tokens exceeds the model's "
+                    f"context of {self.max_length}", "shorten the item or use a longer-context model")
+            tokens, n_ctx = tokens[cut:], n_ctx - cut
+        return TokSeq(tuple(tokens), n_ctx)
+
+    # ---- log-likelihood ----------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        import torch
+
+        seqs = [self.encode_pair(r.context, r.continuation) for r in requests]
+        out: list[LoglikelihoodResult | None] = [None] * len(seqs)
+        groups = plan_groups(seqs)
+        with torch.inference_mode():
+            for batch in plan_batches(seqs, groups, self.batch_size):
+                if len(batch) == 1 and len(batch[0].members) > self.batch_size:
+                    g = batch[0]
+                    cache = self._prefix_cache(seqs, batch)
+                    for i in range(0, len(g.members), self.batch_size):
+                        chunk = g.members[i:i + self.batch_size]
+                        self._score_suffixes(seqs, [(0, g.shared, m) for m in chunk], cache, out)
+                else:
+                    cache = self._prefix_cache(seqs, batch)
+                    rows = [(gi, g.shared, m) for gi, g in enumerate(batch) for m in g.members]
+                    self._score_suffixes(seqs, rows, cache, out)
+        return out  # type: ignore[return-value]
+
+    def _prefix_cache(self, seqs, batch):
+        """Run the shared prefixes of a batch of groups; return (kv per layer, mask) or None."""
+        import torch
+
+        width = max(g.shared for g in batch)
+        if width == 0:
+            return None
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, g in enumerate(batch):
+            ids[i, :g.shared] = torch.tensor(seqs[g.members[0]].tokens[:g.shared])
+            mask[i, :g.shared] = 1
+        pos = torch.arange(width).expand(len(batch), width)
+        res = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                         position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
+        kv = [(layer.keys, layer.values) for layer in res.past_key_values.layers]
+        return kv, mask
+
+    def _score_suffixes(self, seqs, rows, cache, out) -> None:
+        """Score rows ``(group slot, shared length, sequence index)`` against the prefix cache."""
+        import torch
+        from transformers import DynamicCache
+
+        suffixes = [seqs[m].tokens[s:-1] for _, s, m in rows]  # the last token is only a target
+        width = max(len(x) for x in suffixes)
+        n = len(rows)
+        ids = torch.zeros((n, width), dtype=torch.long)
+        smask = torch.zeros((n, width), dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        for r, ((_, s, _), suf) in enumerate(zip(rows, suffixes)):
+            ids[r, :len(suf)] = torch.tensor(suf)
+            smask[r, :len(suf)] = 1
+            pos[r] = torch.arange(s, s + width)
+        kwargs = {}
+        if cache is not None:
+            kv, pmask = cache
+            slots = torch.tensor([slot for slot, _, _ in rows])
+            dev_slots = slots.to(self.device)
+            kwargs["past_key_values"] = DynamicCache(
+                ddp_cache_data=[(k.index_select(0, dev_slots), v.index_select(0, dev_slots)) for k, v in kv])
+            smask = torch.cat([pmask.index_select(0, slots), smask], dim=1)
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=smask.to(self.device),
+                            position_ids=pos.to(self.device), use_cache=cache is not None,
+                            **kwargs).logits
+        for r, (_, s, m) in enumerate(rows):
+            seq = seqs[m]
+            start = seq.n_context - 1 - s  # suffix position predicting the first target
+            targets = torch.tensor(seq.tokens[seq.n_context:], device=self.device)
+            logp = torch.log_softmax(logits[r, start:start + len(targets)].float(), dim=-1)
+            picked = logp.gather(1, targets[:, None]).squeeze(1)
+            greedy = bool((logp.argmax(-1) == targets).all())
+            out[m] = LoglikelihoodResult(float(picked.double().sum()), greedy, len(targets))
+
+    # ---- generation ---------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        import torch
+
+        out: list[GenerationResult | None] = [None] * len(requests)
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        # Group by identical decoding settings; longest prompts first.
+        order = sorted(range(len(requests)), key=lambda i: (
+            requests[i].max_new_tokens, requests[i].temperature, requests[i].seed, requests[i].stop,
+            -len(requests[i].prompt), i))
+        with torch.inference_mode():
+            i = 0
+            while i < len(order):
+                head = requests[order[i]]
+                batch = [order[i]]
+                while (len(batch) < self.batch_size and i + len(batch) < len(order)
+                       and _same_settings(requests[order[i + len(batch)]], head)):
+                    batch.append(order[i + len(batch)])
+                i += len(batch)
+                enc = [self._encode(requests[j].prompt) for j in batch]
+                width = max(len(e) for e in enc)
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for r, e in enumerate(enc):  # left padding
+                    ids[r, width - len(e):] = torch.tensor(e)
+                    mask[r, width - len(e):] = 1
+                gen_kwargs = dict(max_new_tokens=head.max_new_tokens, pad_token_id=pad_id)
+                if head.temperature > 0:
+                    torch.manual_seed(head.seed)
+                    gen_kwargs.update(do_sample=True, temperature=head.temperature, top_k=0, top_p=1.0)
+                else:
+                    gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                if head.stop:
+                    gen_kwargs.update(stop_strings=list(head.stop), tokenizer=tok)
+                res = self.model.generate(input_ids=ids.to(self.device),
+                                          attention_mask=mask.to(self.device), **gen_kwargs)
+                for r, j in enumerate(batch):
+                    new = res[r, width:].tolist()
+                    eos = tok.eos_token_id
+                    finish = "length"
+                    if eos is not None and eos in new:
+                        new = new[:new.index(eos)]
+                        finish = "eos"
+                    text = tok.decode(new, skip_special_tokens=True)
+                    cut = min((text.find(s) for s in requests[j].stop if s in text), default=-1)
+                    if cut >= 0:
+                        text, finish = text[:cut], "stop"
+                    out[j] = GenerationResult(text, len(new), finish)
+        return out  # type: ignore[return-value]
+
+    def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"model {self.identity.name!r} has no chat template",
+                             "evaluate it without the chat template (drop --chat)")
+        return self.tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            tokenize=False, add_generation_prompt=True)
+
+
+def _same_settings(a: GenerationRequest, b: GenerationRequest) -> bool:
+    return (a.max_new_tokens, a.temperature, a.seed, a.stop) == (b.max_new_tokens, b.temperature, b.seed, b.stop)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,147 @@
+"""The ``glotbench`` command: verb subcommands that parse flags and delegate.
+
+Domain errors (:class:`GlotbenchError`) print as one line and exit 2; ``--debug`` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.errors import GlotbenchError
+
+RUN_EXAMPLES = """examples:
+  glotbench run                                   # offline suite, embedded SmolLM2-135M-Instruct
+  glotbench run --tasks xcopa --langs et,zh --limit 50
+  glotbench run --model hf:/models/aya-expanse-8b --device cuda --batch-size 32
+  glotbench run --tasks xstorycloze --data hub    # needs the Hugging Face hub
+  glotbench run --data-dir ../shared/data --output results/my-run
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="glotbench", description="Measure multilingual LLMs (the Aya Expanse evaluation suite).",
+        epilog="examples:\n  glotbench run\n  glotbench tasks\n  glotbench run --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    r = sub.add_parser("run", help="evaluate a model on tasks and write a run directory",
+                       epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--model", default="embedded",
+                   help="'embedded' (default: SmolLM2-135M-Instruct) or hf:<dir or hub id>")
+    r.add_argument("--tasks", default=None,
+                   help="comma-separated tasks or suites (default: the discriminative suite, "
+                        "tasks with local data only)")
+    r.add_argument("--langs", default="all", help="comma-separated language codes, or 'all'")
+    r.add_argument("--limit", type=int, default=None, help="first N items per language")
+    r.add_argument("--output", default=None, help="run directory (default: results/<model>-<time>)")
+    r.add_argument("--results-dir", default="results", help="parent of default run directories")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    r.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    r.add_argument("--data", choices=("auto", "bundled", "local", "hub"), default="auto",
+                   help="data source (auto: --data-dir if given, else bundled, else hub)")
+    r.add_argument("--data-dir", default=None, help="local data in the layout of ../shared/data")
+    r.add_argument("--seed", type=int, default=1234, help="seed of the bootstrap CIs")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tasks", help="list tasks, languages and where their data is",
+                       epilog="examples:\n  glotbench tasks\n  glotbench tasks --data-dir ../shared/data",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--data-dir", default=None)
+    t.set_defaults(func=cmd_tasks)
+    return p
+
+
+def cmd_run(args) -> int:
+    from harness import data as data_mod
+    from harness import registry
+    from harness.runner import RunConfig, execute, plan
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if args.tasks is None:
+        names = registry.expand("discriminative")
+        if args.data in ("auto", "bundled", "local"):
+            kept = []
+            for name in names:
+                task = registry.get_task(name)
+                if any(data_mod.available(task, lang, data_dir) for lang in task.languages):
+                    kept.append(name)
+                else:
+                    print(f"note: skipping {name}: no local data (hub id {task.data.hub_id}; "
+                          f"use --data hub or --data-dir)", file=sys.stderr)
+            names = kept
+    else:
+        names = registry.expand(args.tasks)
+    langs = None if args.langs.strip() in ("", "all") else tuple(
+        x.strip() for x in args.langs.split(",") if x.strip())
+    cfg = RunConfig(tasks=tuple(names), langs=langs, model=args.model, limit=args.limit,
+                    data=args.data, data_dir=args.data_dir, batch_size=args.batch_size,
+                    device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
+                    results_dir=args.results_dir)
+    units = plan(cfg)
+    path = execute(cfg, units, progress=not args.no_progress)
+    from harness.store import read_run
+
+    print(format_summary(read_run(path)))
+    print(f"\nrun written to {path}")
+    return 0
+
+
+def format_summary(run: dict) -> str:
+    lines = [f"{'task':<12} {'lang':<5} {'acc':>7} {'± se':>7} {'n':>6}"]
+    for task, langs in run["results"].items():
+        for lang, cell in langs.items():
+            se = f"{cell['stderr']:.4f}" if cell["stderr"] is not None else "-"
+            lines.append(f"{task:<12} {lang:<5} {cell['acc']:>7.4f} {se:>7} {cell['n']:>6}")
+        avg = run["averages"][task]
+        lines.append(f"{task:<12} {'macro':<5} {avg['macro']:>7.4f} {'':>7} {avg['n']:>6}")
+    return "\n".join(lines)
+
+
+def cmd_tasks(args) -> int:
+    from harness import data as data_mod
+    from harness import registry
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    print(f"{'task':<12} {'version':<8} {'hub id':<26} languages (local data: * bundled, + --data-dir, - hub only)")
+    for name in registry.task_names():
+        task = registry.get_task(name)
+        marks = {"bundled": "*", "local": "+", None: "-"}
+        langs = " ".join(f"{lang}{marks[data_mod.available(task, lang, data_dir)]}" for lang in task.languages)
+        print(f"{name:<12} {task.version:<8} {task.data.hub_id:<26} {langs}")
+    import tasks as catalogue
+
+    for suite, members in catalogue.SUITES.items():
+        print(f"suite {suite}: {', '.join(members)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verb:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except GlotbenchError as exc:
+        if args.debug:
+            raise
+        print(f"glotbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("glotbench: interrupted; finished requests are cached, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

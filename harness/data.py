@@ -1,0 +1,121 @@
+"""Load a task's rows for one language from the hub, a data directory or the bundled copy.
+
+Every loader returns the same thing: samples in source order plus a description of where
+they came from and a content hash (recorded in provenance, so two runs on different data
+are never compared as if they were the same).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from harness.errors import DataError
+from harness.hashing import json_sha256
+from harness.task import Task
+from harness.types import Sample
+
+Source = Literal["auto", "bundled", "local", "hub"]
+SOURCES: tuple[str, ...] = ("auto", "bundled", "local", "hub")
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "tasks" / "data"
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    samples: tuple[Sample, ...]
+    source: str
+    """``bundled:<path>``, ``local:<path>`` or ``hub:<id>/<config>/<split>``."""
+    sha256: str
+    """Hash of all rows of the language (before any --limit)."""
+
+
+def local_file(task: Task, lang: str, root: Path) -> Path:
+    return Path(root) / task.data.local.format(lang=lang)
+
+
+def available(task: Task, lang: str, data_dir: Path | None) -> str | None:
+    """Where the language's data would be read from without the network, if anywhere."""
+    if data_dir is not None and local_file(task, lang, data_dir).is_file():
+        return "local"
+    if local_file(task, lang, BUNDLED_DIR).is_file():
+        return "bundled"
+    return None
+
+
+def load(task: Task, lang: str, source: Source = "auto", data_dir: Path | None = None) -> LoadedData:
+    if source == "auto":
+        source = "local" if data_dir is not None else (
+            "bundled" if local_file(task, lang, BUNDLED_DIR).is_file() else "hub")
+    if source == "local":
+        if data_dir is None:
+            raise DataError("--data local needs a data directory", "pass --data-dir DIR")
+        path = local_file(task, lang, data_dir)
+        rows = read_jsonl(path, task)
+        where = f"local:{path}"
+    elif source == "bundled":
+        path = local_file(task, lang, BUNDLED_DIR)
+        if not path.is_file():
+            raise DataError(f"no bundled data for {task.name}/{lang}",
+                            f"load it from the hub (--data hub, id {task.data.hub_id}) "
+                            f"or a local copy (--data-dir DIR with {task.data.local.format(lang=lang)})")
+        rows = read_jsonl(path, task)
+        where = f"bundled:{path.relative_to(BUNDLED_DIR)}"
+    elif source == "hub":
+        config = task.data.hub_configs.get(lang, lang)
+        rows = read_hub(task, config)
+        where = f"hub:{task.data.hub_id}/{config}/{task.data.split}"
+    else:
+        raise DataError(f"unknown data source {source!r}", f"use one of {', '.join(SOURCES)}")
+    samples = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(rows))
+    return LoadedData(samples, where, json_sha256(rows))
+
+
+def read_jsonl(path: Path, task: Task) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist",
+                        f"provide {task.data.local.format(lang='<lang>')} under --data-dir, "
+                        f"or use --data hub / bundled")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg})",
+                                "fix or replace the file (one JSON object per line)") from None
+            rows.append(check_row(row, task, f"{path} line {lineno}"))
+    if not rows:
+        raise DataError(f"{path} has no rows", "fix or replace the file")
+    return rows
+
+
+def check_row(row: object, task: Task, where: str) -> dict:
+    if not isinstance(row, dict):
+        raise DataError(f"{where} is not a JSON object", "fix or replace the file")
+    missing = [f for f in task.data.fields if f not in row]
+    if missing:
+        raise DataError(f"{where} lacks field(s) {', '.join(missing)} required by {task.name}",
+                        f"each row needs {', '.join(task.data.fields)}")
+    return row
+
+
+def read_hub(task: Task, config: str) -> list[dict]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("loading from the hub needs the 'datasets' package",
+                        "pip install datasets") from None
+    try:
+        ds = datasets.load_dataset(task.data.hub_id, config, split=task.data.split)
+    except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        why = "the hub is offline" if offline else f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        raise DataError(f"cannot load {task.data.hub_id} ({config}, {task.data.split}) from the hub: {why}",
+                        f"use a local copy: --data-dir DIR with {task.data.local.format(lang=config)}") from None
+    return [check_row(dict(r), task, f"{task.data.hub_id} row {i}") for i, r in enumerate(ds)]
