@@ -43,6 +43,9 @@ class Task:
     """Accuracy of random guessing."""
     render: Callable[[Sample], MultipleChoicePrompt]
     """Pure: one sample to its prompt(s)."""
+    lmeval_yaml: str | None = None
+    """The lm-eval 0.4.13 task config this task reproduces (path below ``lm_eval/tasks``,
+    ``{lang}`` filled in); used by parity tests and benchmarks."""
     output_type: Literal["multiple_choice"] = "multiple_choice"
     metrics: tuple[str, ...] = ("acc",)
 

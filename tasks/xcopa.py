@@ -65,4 +65,5 @@ TASK = Task(
     ),
     chance=0.5,
     render=render,
+    lmeval_yaml="xcopa/default_{lang}.yaml",
 )

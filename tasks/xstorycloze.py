@@ -45,4 +45,5 @@ TASK = Task(
     ),
     chance=0.5,
     render=render,
+    lmeval_yaml="xstorycloze/default_{lang}.yaml",
 )

@@ -50,4 +50,5 @@ TASK = Task(
     ),
     chance=0.5,
     render=render,
+    lmeval_yaml="xwinograd/xwinograd_{lang}.yaml",
 )

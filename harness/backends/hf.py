@@ -15,7 +15,7 @@ from typing import Sequence
 
 from harness.backends.base import ModelIdentity
 from harness.backends.prefix import Sequence as TokSeq
-from harness.backends.prefix import plan_batches, plan_groups
+from harness.backends.prefix import Call, Group, plan_calls, plan_groups
 from harness.errors import GlotbenchError, ModelError
 from harness.hashing import dir_sha256
 from harness.types import (
@@ -47,7 +47,7 @@ class HFBackend:
     """A transformers causal LM on one device."""
 
     def __init__(self, path: str, *, name: str | None = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 16):
+                 dtype: str = "auto", batch_size: int = 16, max_batch_tokens: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -57,6 +57,9 @@ class HFBackend:
             raise GlotbenchError(f"batch size must be >= 1, got {batch_size}", "pass --batch-size 1 or more")
         self.device = resolve_device(device)
         self.batch_size = batch_size
+        # Tokens per forward pass. On CPU throughput saturates near 500 tokens per call and
+        # the packed row's T x T mask grows quadratically; on GPU larger calls pay off.
+        self.max_batch_tokens = max_batch_tokens or (1024 if self.device == "cpu" else 8192)
         local = Path(path).expanduser()
         looks_local = path.startswith(("/", ".", "~")) or local.exists()
         if looks_local and not local.is_dir():
@@ -71,6 +74,8 @@ class HFBackend:
                 str(local) if local.exists() else path,
                 # "auto" keeps the checkpoint's dtype, as lm-eval does.
                 dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+                # Packed scoring passes custom 4-D masks: sdpa and eager accept them.
+                attn_implementation="sdpa",
             )
         except (OSError, ValueError) as exc:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() \
@@ -120,77 +125,94 @@ class HFBackend:
 
     # ---- log-likelihood ----------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        """Score requests in packed rows: each group's shared prefix appears once, followed by
+        its members' suffixes; a 4-D mask lets every suffix see only the prefix and itself,
+        and position ids restart so each token sits where it would in its own sequence."""
         import torch
 
         seqs = [self.encode_pair(r.context, r.continuation) for r in requests]
-        out: list[LoglikelihoodResult | None] = [None] * len(seqs)
         groups = plan_groups(seqs)
+        out: list[LoglikelihoodResult | None] = [None] * len(seqs)
+        prefix_kv: tuple[int, list] | None = None
         with torch.inference_mode():
-            for batch in plan_batches(seqs, groups, self.batch_size):
-                if len(batch) == 1 and len(batch[0].members) > self.batch_size:
-                    g = batch[0]
-                    cache = self._prefix_cache(seqs, batch)
-                    for i in range(0, len(g.members), self.batch_size):
-                        chunk = g.members[i:i + self.batch_size]
-                        self._score_suffixes(seqs, [(0, g.shared, m) for m in chunk], cache, out)
+            for call in plan_calls(seqs, groups, self.max_batch_tokens, self.batch_size):
+                if call.cached_prefix is not None:
+                    if prefix_kv is None or prefix_kv[0] != call.cached_prefix:
+                        prefix_kv = (call.cached_prefix, self._prefix_kv(seqs, groups[call.cached_prefix]))
+                    self._run_call(seqs, groups, call, prefix_kv[1], out)
                 else:
-                    cache = self._prefix_cache(seqs, batch)
-                    rows = [(gi, g.shared, m) for gi, g in enumerate(batch) for m in g.members]
-                    self._score_suffixes(seqs, rows, cache, out)
+                    self._run_call(seqs, groups, call, None, out)
         return out  # type: ignore[return-value]
 
-    def _prefix_cache(self, seqs, batch):
-        """Run the shared prefixes of a batch of groups; return (kv per layer, mask) or None."""
+    def _prefix_kv(self, seqs: list[TokSeq], group: Group) -> list:
         import torch
 
-        width = max(g.shared for g in batch)
-        if width == 0:
-            return None
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, g in enumerate(batch):
-            ids[i, :g.shared] = torch.tensor(seqs[g.members[0]].tokens[:g.shared])
-            mask[i, :g.shared] = 1
-        pos = torch.arange(width).expand(len(batch), width)
-        res = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
-        kv = [(layer.keys, layer.values) for layer in res.past_key_values.layers]
-        return kv, mask
+        ids = torch.tensor([seqs[group.members[0]].tokens[:group.shared]], device=self.device)
+        res = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        return [(layer.keys, layer.values) for layer in res.past_key_values.layers]
 
-    def _score_suffixes(self, seqs, rows, cache, out) -> None:
-        """Score rows ``(group slot, shared length, sequence index)`` against the prefix cache."""
+    def _run_call(self, seqs: list[TokSeq], groups: list[Group], call: Call, kv, out: list) -> None:
         import torch
-        from transformers import DynamicCache
 
-        suffixes = [seqs[m].tokens[s:-1] for _, s, m in rows]  # the last token is only a target
-        width = max(len(x) for x in suffixes)
-        n = len(rows)
-        ids = torch.zeros((n, width), dtype=torch.long)
-        smask = torch.zeros((n, width), dtype=torch.long)
-        pos = torch.zeros((n, width), dtype=torch.long)
-        for r, ((_, s, _), suf) in enumerate(zip(rows, suffixes)):
-            ids[r, :len(suf)] = torch.tensor(suf)
-            smask[r, :len(suf)] = 1
-            pos[r] = torch.arange(s, s + width)
+        ids: list[int] = []
+        pos: list[int] = []
+        block_of: list[int] = []
+        member_of: list[int] = []  # -1: shared prefix token
+        keep: list[int] = []
+        spans: list[tuple[int, int, int]] = []  # (member, first kept index, n targets)
+        for b, block in enumerate(call.blocks):
+            g = groups[block.group]
+            if kv is None and g.shared:
+                ids += seqs[g.members[0]].tokens[:g.shared]
+                pos += range(g.shared)
+                block_of += [b] * g.shared
+                member_of += [-1] * g.shared
+            for m in block.members:
+                seq = seqs[m]
+                suffix = seq.tokens[g.shared:-1]
+                first = len(ids) + seq.n_context - 1 - g.shared
+                n_targets = len(seq.tokens) - seq.n_context
+                spans.append((m, len(keep), n_targets))
+                keep += range(first, first + n_targets)
+                ids += suffix
+                pos += range(g.shared, g.shared + len(suffix))
+                block_of += [b] * len(suffix)
+                member_of += [m] * len(suffix)
+        n = len(ids)
+        blk = torch.tensor(block_of)
+        mem = torch.tensor(member_of)
+        causal = torch.ones(n, n, dtype=torch.bool).tril()
+        allowed = causal & (blk[:, None] == blk[None, :]) & ((mem[None, :] == -1) | (mem[:, None] == mem[None, :]))
         kwargs = {}
-        if cache is not None:
-            kv, pmask = cache
-            slots = torch.tensor([slot for slot, _, _ in rows])
-            dev_slots = slots.to(self.device)
-            kwargs["past_key_values"] = DynamicCache(
-                ddp_cache_data=[(k.index_select(0, dev_slots), v.index_select(0, dev_slots)) for k, v in kv])
-            smask = torch.cat([pmask.index_select(0, slots), smask], dim=1)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=smask.to(self.device),
-                            position_ids=pos.to(self.device), use_cache=cache is not None,
-                            **kwargs).logits
-        for r, (_, s, m) in enumerate(rows):
+        if kv is not None:
+            from transformers import DynamicCache
+
+            kwargs["past_key_values"] = DynamicCache(ddp_cache_data=kv)
+            allowed = torch.cat([torch.ones(n, kv[0][0].shape[2], dtype=torch.bool), allowed], dim=1)
+        mask = self._mask(allowed)
+        logits = self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            position_ids=torch.tensor([pos], device=self.device),
+            attention_mask=mask, use_cache=kv is not None,
+            logits_to_keep=torch.tensor(keep, device=self.device), **kwargs).logits[0]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for m, start, n_targets in spans:
             seq = seqs[m]
-            start = seq.n_context - 1 - s  # suffix position predicting the first target
             targets = torch.tensor(seq.tokens[seq.n_context:], device=self.device)
-            logp = torch.log_softmax(logits[r, start:start + len(targets)].float(), dim=-1)
-            picked = logp.gather(1, targets[:, None]).squeeze(1)
-            greedy = bool((logp.argmax(-1) == targets).all())
-            out[m] = LoglikelihoodResult(float(picked.double().sum()), greedy, len(targets))
+            lp = logp[start:start + n_targets]
+            picked = lp.gather(1, targets[:, None]).squeeze(1)
+            greedy = bool((lp.argmax(-1) == targets).all())
+            out[m] = LoglikelihoodResult(float(picked.double().sum()), greedy, n_targets)
+
+    def _mask(self, allowed):
+        """4-D mask in the form the attention implementation expects."""
+        import torch
+
+        allowed = allowed[None, None].to(self.device)
+        if self.model.config._attn_implementation == "sdpa":
+            return allowed
+        additive = torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device)
+        return additive.masked_fill(~allowed, torch.finfo(self.model.dtype).min)
 
     # ---- generation ---------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:

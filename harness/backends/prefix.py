@@ -64,28 +64,68 @@ def plan_groups(seqs: list[Sequence]) -> list[Group]:
     return [Group(tuple(m), s if len(m) > 1 else 0) for m, s in groups]
 
 
-def plan_batches(seqs: list[Sequence], groups: list[Group], batch_size: int) -> list[list[Group]]:
-    """Pack groups into batches of at most ``batch_size`` rows, longest first.
+@dataclass(frozen=True)
+class Block:
+    """Some members of one group laid out in a packed row: ``[prefix][suffix 1][suffix 2]...``."""
 
-    A group larger than ``batch_size`` gets a batch of its own (the backend then runs its
-    prefix once and its suffixes in chunks). Longest-first keeps padding low and makes an
-    out-of-memory error happen at the start rather than the end.
+    group: int
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One forward pass: blocks packed into a single row.
+
+    ``cached_prefix`` names a group whose shared prefix is *not* in the row but computed
+    once beforehand and attended to through the key/value cache (big groups: a few-shot
+    block shared by more questions than fit in one call).
     """
-    def length(g: Group) -> int:
-        return max(len(seqs[m].tokens) for m in g.members)
 
-    ordered = sorted(groups, key=lambda g: (-length(g), g.members[0]))
-    batches: list[list[Group]] = []
-    rows = 0
-    for g in ordered:
-        n = len(g.members)
-        if n > batch_size:
-            batches.append([g])
-            rows = batch_size  # closed
+    blocks: tuple[Block, ...]
+    cached_prefix: int | None = None
+
+
+def suffix_len(seq: Sequence, shared: int) -> int:
+    """Tokens a member feeds after the shared prefix (its last token is only a target)."""
+    return len(seq.tokens) - 1 - shared
+
+
+def plan_calls(seqs: list[Sequence], groups: list[Group], max_tokens: int, max_requests: int) -> list[Call]:
+    """Pack groups into forward passes of at most ``max_tokens`` tokens and ``max_requests``
+    scored requests, largest first (so an out-of-memory error comes at the start).
+
+    A group that fits is packed whole, prefix included, next to other groups. A larger one
+    gets its prefix computed once and its members' suffixes packed into calls of its own.
+    A single sequence longer than ``max_tokens`` still gets a call (of its own).
+    """
+    def cost(g: Group) -> int:
+        return g.shared + sum(suffix_len(seqs[m], g.shared) for m in g.members)
+
+    order = sorted(range(len(groups)), key=lambda i: (-cost(groups[i]), groups[i].members[0]))
+    calls: list[Call] = []
+    blocks: list[Block] = []
+    tokens = requests = 0
+    for gi in order:
+        g = groups[gi]
+        c = cost(g)
+        if len(g.members) <= max_requests and c <= max_tokens:
+            if blocks and (tokens + c > max_tokens or requests + len(g.members) > max_requests):
+                calls.append(Call(tuple(blocks)))
+                blocks, tokens, requests = [], 0, 0
+            blocks.append(Block(gi, g.members))
+            tokens += c
+            requests += len(g.members)
             continue
-        if not batches or rows + n > batch_size:
-            batches.append([])
-            rows = 0
-        batches[-1].append(g)
-        rows += n
-    return batches
+        members: list[int] = []
+        used = 0
+        for m in g.members:
+            n = suffix_len(seqs[m], g.shared)
+            if members and (used + n > max_tokens or len(members) == max_requests):
+                calls.append(Call((Block(gi, tuple(members)),), cached_prefix=gi))
+                members, used = [], 0
+            members.append(m)
+            used += n
+        calls.append(Call((Block(gi, tuple(members)),), cached_prefix=gi))
+    if blocks:
+        calls.append(Call(tuple(blocks)))
+    return calls
