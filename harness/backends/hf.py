@@ -57,9 +57,12 @@ class HFBackend:
             raise GlotbenchError(f"batch size must be >= 1, got {batch_size}", "pass --batch-size 1 or more")
         self.device = resolve_device(device)
         self.batch_size = batch_size
-        # Tokens per forward pass. On CPU throughput saturates near 500 tokens per call and
-        # the packed row's T x T mask grows quadratically; on GPU larger calls pay off.
-        self.max_batch_tokens = max_batch_tokens or (1024 if self.device == "cpu" else 8192)
+        # Tokens per packed row, and rows per forward pass. On CPU one row of <= 1024 tokens
+        # measured fastest (matmuls saturate near 500 tokens; padding several rows cost more
+        # than the quadratic attention over one); on GPU, several rows per call pay off.
+        self.row_tokens = max_batch_tokens or (1024 if self.device == "cpu" else 2048)
+        self.max_rows = 1 if self.device == "cpu" else 8
+        self._head_only: bool | None = None
         local = Path(path).expanduser()
         looks_local = path.startswith(("/", ".", "~")) or local.exists()
         if looks_local and not local.is_dir():
@@ -135,7 +138,8 @@ class HFBackend:
         out: list[LoglikelihoodResult | None] = [None] * len(seqs)
         prefix_kv: tuple[int, list] | None = None
         with torch.inference_mode():
-            for call in plan_calls(seqs, groups, self.max_batch_tokens, self.batch_size):
+            for call in plan_calls(seqs, groups, row_tokens=self.row_tokens, max_rows=self.max_rows,
+                                   max_requests=self.batch_size):
                 if call.cached_prefix is not None:
                     if prefix_kv is None or prefix_kv[0] != call.cached_prefix:
                         prefix_kv = (call.cached_prefix, self._prefix_kv(seqs, groups[call.cached_prefix]))
@@ -154,61 +158,107 @@ class HFBackend:
     def _run_call(self, seqs: list[TokSeq], groups: list[Group], call: Call, kv, out: list) -> None:
         import torch
 
-        ids: list[int] = []
-        pos: list[int] = []
-        block_of: list[int] = []
-        member_of: list[int] = []  # -1: shared prefix token
-        keep: list[int] = []
-        spans: list[tuple[int, int, int]] = []  # (member, first kept index, n targets)
-        for b, block in enumerate(call.blocks):
-            g = groups[block.group]
-            if kv is None and g.shared:
-                ids += seqs[g.members[0]].tokens[:g.shared]
-                pos += range(g.shared)
-                block_of += [b] * g.shared
-                member_of += [-1] * g.shared
-            for m in block.members:
-                seq = seqs[m]
-                suffix = seq.tokens[g.shared:-1]
-                first = len(ids) + seq.n_context - 1 - g.shared
-                n_targets = len(seq.tokens) - seq.n_context
-                spans.append((m, len(keep), n_targets))
-                keep += range(first, first + n_targets)
-                ids += suffix
-                pos += range(g.shared, g.shared + len(suffix))
-                block_of += [b] * len(suffix)
-                member_of += [m] * len(suffix)
-        n = len(ids)
-        blk = torch.tensor(block_of)
-        mem = torch.tensor(member_of)
-        causal = torch.ones(n, n, dtype=torch.bool).tril()
-        allowed = causal & (blk[:, None] == blk[None, :]) & ((mem[None, :] == -1) | (mem[:, None] == mem[None, :]))
+        rows = [self._layout_row(seqs, groups, row, cached=kv is not None) for row in call.rows]
+        width = max(len(r["ids"]) for r in rows)
+        n_rows = len(rows)
+        ids = torch.zeros((n_rows, width), dtype=torch.long)
+        pos = torch.zeros((n_rows, width), dtype=torch.long)
+        allowed = torch.zeros((n_rows, width, width), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            n = len(r["ids"])
+            ids[i, :n] = torch.tensor(r["ids"])
+            pos[i, :n] = torch.tensor(r["pos"])
+            blk = torch.tensor(r["block"])
+            mem = torch.tensor(r["member"])
+            allowed[i, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril() & (blk[:, None] == blk[None, :]) \
+                & ((mem[None, :] == -1) | (mem[:, None] == mem[None, :]))
+            allowed[i, n:, n:] = torch.eye(width - n, dtype=torch.bool)  # padding sees itself only
         kwargs = {}
         if kv is not None:
             from transformers import DynamicCache
 
-            kwargs["past_key_values"] = DynamicCache(ddp_cache_data=kv)
-            allowed = torch.cat([torch.ones(n, kv[0][0].shape[2], dtype=torch.bool), allowed], dim=1)
-        mask = self._mask(allowed)
-        logits = self.model(
-            input_ids=torch.tensor([ids], device=self.device),
-            position_ids=torch.tensor([pos], device=self.device),
-            attention_mask=mask, use_cache=kv is not None,
-            logits_to_keep=torch.tensor(keep, device=self.device), **kwargs).logits[0]
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        for m, start, n_targets in spans:
-            seq = seqs[m]
-            targets = torch.tensor(seq.tokens[seq.n_context:], device=self.device)
-            lp = logp[start:start + n_targets]
-            picked = lp.gather(1, targets[:, None]).squeeze(1)
-            greedy = bool((lp.argmax(-1) == targets).all())
-            out[m] = LoglikelihoodResult(float(picked.double().sum()), greedy, n_targets)
+            kwargs["past_key_values"] = DynamicCache(
+                ddp_cache_data=[(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) for k, v in kv])
+            allowed = torch.cat([torch.ones(n_rows, width, kv[0][0].shape[2], dtype=torch.bool), allowed], dim=2)
+        keep_rows = torch.tensor([i for i, r in enumerate(rows) for _ in r["keep"]], device=self.device)
+        keep_cols = torch.tensor([c for r in rows for c in r["keep"]], device=self.device)
+        logp = self._kept_logprobs(ids, pos, self._mask(allowed), keep_rows, keep_cols, kwargs)
+        start = 0
+        for r in rows:
+            for m, n_targets in r["spans"]:
+                seq = seqs[m]
+                targets = torch.tensor(seq.tokens[seq.n_context:], device=self.device)
+                lp = logp[start:start + n_targets]
+                start += n_targets
+                picked = lp.gather(1, targets[:, None]).squeeze(1)
+                greedy = bool((lp.argmax(-1) == targets).all())
+                # Summed in float32, like lm-eval, so the two agree to the last bits we can.
+                out[m] = LoglikelihoodResult(float(picked.sum()), greedy, n_targets)
+
+    @staticmethod
+    def _layout_row(seqs, groups, blocks, cached: bool) -> dict:
+        """Token ids, positions, block/member ids and scored positions of one packed row."""
+        r = {"ids": [], "pos": [], "block": [], "member": [], "keep": [], "spans": []}
+        for b, block in enumerate(blocks):
+            g = groups[block.group]
+            if not cached and g.shared:
+                r["ids"] += seqs[g.members[0]].tokens[:g.shared]
+                r["pos"] += range(g.shared)
+                r["block"] += [b] * g.shared
+                r["member"] += [-1] * g.shared
+            for m in block.members:
+                seq = seqs[m]
+                suffix = seq.tokens[g.shared:-1]
+                first = len(r["ids"]) + seq.n_context - 1 - g.shared
+                n_targets = len(seq.tokens) - seq.n_context
+                r["spans"].append((m, n_targets))
+                r["keep"] += range(first, first + n_targets)
+                r["ids"] += suffix
+                r["pos"] += range(g.shared, g.shared + len(suffix))
+                r["block"] += [b] * len(suffix)
+                r["member"] += [m] * len(suffix)
+        return r
+
+    def _kept_logprobs(self, ids, pos, mask, keep_rows, keep_cols, kwargs):
+        """Log-softmax at the scored positions only.
+
+        The LM head is applied to the kept hidden states alone when that reproduces the
+        model's own logits (checked once: models that scale or soft-cap logits fail the
+        check and take the full path)."""
+        import torch
+
+        ids, pos = ids.to(self.device), pos.to(self.device)
+        use_cache = "past_key_values" in kwargs
+        if self._head_only is None:
+            self._head_only = self._check_head_only()
+        if self._head_only:
+            base = getattr(self.model, self.model.base_model_prefix)
+            hidden = base(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=use_cache,
+                          **kwargs).last_hidden_state
+            logits = self.model.get_output_embeddings()(hidden[keep_rows, keep_cols])
+        else:
+            logits = self.model(input_ids=ids, position_ids=pos, attention_mask=mask,
+                                use_cache=use_cache, **kwargs).logits[keep_rows, keep_cols]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _check_head_only(self) -> bool:
+        import torch
+
+        ids = torch.tensor([[self.prefix_token_id] * 4], device=self.device)
+        full = self.model(input_ids=ids).logits[0, -1]
+        try:
+            base = getattr(self.model, self.model.base_model_prefix)
+            head = self.model.get_output_embeddings()(base(input_ids=ids).last_hidden_state[0, -1])
+        except Exception:  # noqa: BLE001 - any mismatch in structure means: use the full path
+            return False
+        # Equal up to float noise (the matmul shapes differ); a scaled or capped head is far off.
+        return bool(torch.allclose(full, head, rtol=1e-4, atol=1e-4))
 
     def _mask(self, allowed):
         """4-D mask in the form the attention implementation expects."""
         import torch
 
-        allowed = allowed[None, None].to(self.device)
+        allowed = allowed[:, None].to(self.device)  # (rows, 1, queries, keys)
         if self.model.config._attn_implementation == "sdpa":
             return allowed
         additive = torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device)

@@ -74,14 +74,14 @@ class Block:
 
 @dataclass(frozen=True)
 class Call:
-    """One forward pass: blocks packed into a single row.
+    """One forward pass: rows of packed blocks, right-padded to a common width.
 
-    ``cached_prefix`` names a group whose shared prefix is *not* in the row but computed
+    ``cached_prefix`` names a group whose shared prefix is *not* in the rows but computed
     once beforehand and attended to through the key/value cache (big groups: a few-shot
     block shared by more questions than fit in one call).
     """
 
-    blocks: tuple[Block, ...]
+    rows: tuple[tuple[Block, ...], ...]
     cached_prefix: int | None = None
 
 
@@ -90,42 +90,55 @@ def suffix_len(seq: Sequence, shared: int) -> int:
     return len(seq.tokens) - 1 - shared
 
 
-def plan_calls(seqs: list[Sequence], groups: list[Group], max_tokens: int, max_requests: int) -> list[Call]:
-    """Pack groups into forward passes of at most ``max_tokens`` tokens and ``max_requests``
-    scored requests, largest first (so an out-of-memory error comes at the start).
+def plan_calls(seqs: list[Sequence], groups: list[Group], *, row_tokens: int, max_rows: int,
+               max_requests: int) -> list[Call]:
+    """Pack groups into rows of about ``row_tokens`` tokens and rows into forward passes of at
+    most ``max_rows`` rows and ``max_requests`` scored requests, largest groups first (so an
+    out-of-memory error comes at the start, and rows of one call have similar widths).
 
-    A group that fits is packed whole, prefix included, next to other groups. A larger one
+    A group that fits in a row and in a call is packed whole, prefix included. A larger one
     gets its prefix computed once and its members' suffixes packed into calls of its own.
-    A single sequence longer than ``max_tokens`` still gets a call (of its own).
+    A single sequence longer than ``row_tokens`` still gets a row (of its own).
     """
     def cost(g: Group) -> int:
         return g.shared + sum(suffix_len(seqs[m], g.shared) for m in g.members)
 
     order = sorted(range(len(groups)), key=lambda i: (-cost(groups[i]), groups[i].members[0]))
     calls: list[Call] = []
-    blocks: list[Block] = []
-    tokens = requests = 0
+    rows: list[list[Block]] = []
+    used = requests = 0  # tokens in the open row; requests in the open call
+
+    def flush() -> None:
+        nonlocal rows, requests, used
+        if rows:
+            calls.append(Call(tuple(tuple(r) for r in rows)))
+        rows, requests, used = [], 0, 0
+
     for gi in order:
         g = groups[gi]
         c = cost(g)
-        if len(g.members) <= max_requests and c <= max_tokens:
-            if blocks and (tokens + c > max_tokens or requests + len(g.members) > max_requests):
-                calls.append(Call(tuple(blocks)))
-                blocks, tokens, requests = [], 0, 0
-            blocks.append(Block(gi, g.members))
-            tokens += c
+        if len(g.members) <= max_requests and (c <= row_tokens or not g.shared):
+            if requests + len(g.members) > max_requests:
+                flush()
+            if not rows or used + c > row_tokens:
+                if len(rows) == max_rows:
+                    flush()
+                rows.append([])
+                used = 0
+            rows[-1].append(Block(gi, g.members))
+            used += c
             requests += len(g.members)
             continue
-        members: list[int] = []
-        used = 0
+        # Big group: suffixes only, against the prefix's key/value cache.
+        chunk: list[int] = []
+        n_used = 0
         for m in g.members:
             n = suffix_len(seqs[m], g.shared)
-            if members and (used + n > max_tokens or len(members) == max_requests):
-                calls.append(Call((Block(gi, tuple(members)),), cached_prefix=gi))
-                members, used = [], 0
-            members.append(m)
-            used += n
-        calls.append(Call((Block(gi, tuple(members)),), cached_prefix=gi))
-    if blocks:
-        calls.append(Call(tuple(blocks)))
+            if chunk and (n_used + n > row_tokens or len(chunk) == max_requests):
+                calls.append(Call(((Block(gi, tuple(chunk)),),), cached_prefix=gi))
+                chunk, n_used = [], 0
+            chunk.append(m)
+            n_used += n
+        calls.append(Call(((Block(gi, tuple(chunk)),),), cached_prefix=gi))
+    flush()
     return calls
