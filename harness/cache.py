@@ -9,6 +9,7 @@ batch in flight) and lets concurrent runs read and write the same file safely.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import asdict
@@ -37,7 +38,8 @@ def request_key(request: LoglikelihoodRequest | GenerationRequest) -> str:
 
 class RequestCache:
     def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path else cache_dir() / "requests.sqlite"
+        default = os.environ.get("GLOTBENCH_REQUEST_CACHE") or cache_dir() / "requests.sqlite"
+        self.path = Path(path) if path else Path(default)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

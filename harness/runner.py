@@ -27,7 +27,9 @@ from harness.stats import averages, summarize
 from harness.store import RunWriter
 from harness.types import LoglikelihoodRequest, LoglikelihoodResult, MultipleChoicePrompt
 
-CHUNK_REQUESTS = 256
+# Requests answered between two commits to the cache: what a kill -9 can lose at most.
+CHUNK_CALLS = 8
+MIN_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def _answer(unit: Unit, backend, cache: RequestCache, model_key: str, bar, count
             if k in todo:
                 chunk.append(k)
                 todo.discard(k)
-        if len(chunk) >= CHUNK_REQUESTS:
+        if len(chunk) >= max(MIN_CHUNK, CHUNK_CALLS * backend.batch_size):
             _compute(chunk, requests, backend, cache, model_key, found, keys, bar, counts)
             chunk = []
     if chunk:
