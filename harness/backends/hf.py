@@ -50,7 +50,10 @@ class HFBackend:
                  dtype: str = "auto", batch_size: int = 16, max_batch_tokens: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         if dtype not in DTYPES:
             raise GlotbenchError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
         if batch_size < 1:
