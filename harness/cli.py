@@ -102,6 +102,7 @@ def format_summary(run: dict) -> str:
             lines.append(f"{task:<12} {lang:<5} {cell['acc']:>7.4f} {se:>7} {cell['n']:>6}")
         avg = run["averages"][task]
         lines.append(f"{task:<12} {'macro':<5} {avg['macro']:>7.4f} {'':>7} {avg['n']:>6}")
+        lines.append(f"{task:<12} {'micro':<5} {avg['micro']:>7.4f} {'':>7} {avg['n']:>6}")
     return "\n".join(lines)
 
 
