@@ -75,7 +75,7 @@ def main() -> int:
         ref = run_reference(task, model_dir, files, limit=args.limit, batch_size=bs)
         ref_s = time.time() - t0
         diffs = {lang: float(np.abs(np.array(ours[lang]) - np.array(ref.loglikelihoods[lang])).max()) for lang in langs}
-        same = all((np.argmax(ours[l], 1) == np.argmax(ref.loglikelihoods[l], 1)).all() for l in langs)
+        same = all((np.argmax(ours[lang], 1) == np.argmax(ref.loglikelihoods[lang], 1)).all() for lang in langs)
         rows.append({"lmeval_batch_size": bs, "lmeval_s": round(ref_s, 1), "glotbench_s": round(ours_s, 1),
                      "ratio": round(ref_s / ours_s, 2), "lmeval_tok_s": round(n_tokens / ref_s),
                      "glotbench_tok_s": round(n_tokens / ours_s), "predictions_identical": bool(same),

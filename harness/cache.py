@@ -12,9 +12,9 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable
 
 from harness.hashing import json_sha256
 from harness.paths import cache_dir
@@ -52,9 +52,9 @@ class RequestCache:
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._retry(lambda: self._db.execute(
-                f"SELECT key, value FROM responses WHERE model = ? AND key IN ({marks})",
-                [model, *chunk]).fetchall())
+            query = f"SELECT key, value FROM responses WHERE model = ? AND key IN ({marks})"
+            params = [model, *chunk]
+            rows = self._retry(lambda q=query, p=params: self._db.execute(q, p).fetchall())
             found.update((k, json.loads(v)) for k, v in rows)
         return found
 

@@ -48,8 +48,7 @@ def available(task: Task, lang: str, data_dir: Path | None) -> str | None:
 
 def load(task: Task, lang: str, source: Source = "auto", data_dir: Path | None = None) -> LoadedData:
     if source == "auto":
-        source = "local" if data_dir is not None else (
-            "bundled" if local_file(task, lang, BUNDLED_DIR).is_file() else "hub")
+        source = available(task, lang, data_dir) or "hub"
     if source == "local":
         if data_dir is None:
             raise DataError("--data local needs a data directory", "pass --data-dir DIR")
@@ -105,6 +104,15 @@ def check_row(row: object, task: Task, where: str) -> dict:
     return row
 
 
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:
+        return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def read_hub(task: Task, config: str) -> list[dict]:
     try:
         import datasets
@@ -114,8 +122,9 @@ def read_hub(task: Task, config: str) -> list[dict]:
     try:
         ds = datasets.load_dataset(task.data.hub_id, config, split=task.data.split)
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-        why = "the hub is offline" if offline else f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+        if _hub_offline():
+            why = f"offline mode is on ({why})"
         raise DataError(f"cannot load {task.data.hub_id} ({config}, {task.data.split}) from the hub: {why}",
                         f"use a local copy: --data-dir DIR with {task.data.local.format(lang=config)}") from None
     return [check_row(dict(r), task, f"{task.data.hub_id} row {i}") for i, r in enumerate(ds)]

@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import harness
@@ -25,7 +25,7 @@ from harness.models import load_backend
 from harness.registry import get_task
 from harness.stats import averages, summarize
 from harness.store import RunWriter
-from harness.types import LoglikelihoodRequest, LoglikelihoodResult, MultipleChoicePrompt
+from harness.types import LoglikelihoodResult, MultipleChoicePrompt
 
 # Requests answered between two commits to the cache: what a kill -9 can lose at most.
 CHUNK_CALLS = 8
@@ -80,7 +80,7 @@ def plan(cfg: RunConfig) -> list[Unit]:
             if lang not in known:
                 tasks[0].check_langs([lang])  # raises with the close match
     for task in tasks:
-        langs = list(task.languages) if cfg.langs is None else [l for l in cfg.langs if l in task.languages]
+        langs = list(task.languages) if cfg.langs is None else [x for x in cfg.langs if x in task.languages]
         for lang in langs:
             loaded = data_mod.load(task, lang, cfg.data, data_dir)
             samples = loaded.samples[: cfg.limit] if cfg.limit else loaded.samples
@@ -129,7 +129,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
         bar.close()
         run = {
             "format": "glotbench-run/1",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": asdict(cfg),
             "results": results,
             "averages": {t: averages(langs, "acc") for t, langs in results.items()},

@@ -46,8 +46,7 @@ class RunWriter:
         path = self.tmp / "samples" / task / f"{lang}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
 
     def finish(self, run: dict) -> Path:
         write_json_atomic(self.tmp / RUN_FILE, run, indent=1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 import numpy as np
 
@@ -63,6 +64,8 @@ class Task:
 
 def score_multiple_choice(prompt: MultipleChoicePrompt, results: list[LoglikelihoodResult]) -> dict:
     """Accuracy by argmax log-likelihood; ties go to the first choice (as ``np.argmax``)."""
+    if len(results) != len(prompt.pairs):
+        raise ValueError(f"{len(results)} results for {len(prompt.pairs)} choices")
     lls = np.array([r.logprob for r in results])
     pred = int(np.argmax(lls))
     return {"pred": pred, "acc": float(pred == prompt.gold)}

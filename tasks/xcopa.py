@@ -8,6 +8,10 @@ Setting: 0-shot; each choice scored as a continuation of the premise; accuracy; 
 Prompt = lm-eval 0.4.13 ``xcopa_<lang>``: the premise with its final character (the
 period) dropped, a space and the localized connector; each choice is the continuation,
 with a leading space and its first letter lower-cased.
+
+Known quirk, kept for comparability: the Thai premises (500/500) and all but one Tamil
+premise end without a period, so dropping "the period" cuts their last letter or vowel
+sign. lm-eval does the same; the golden prompt tests pin it.
 """
 
 from __future__ import annotations

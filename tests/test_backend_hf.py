@@ -8,7 +8,8 @@ import torch
 from harness.backends.hf import HFBackend
 from harness.backends.prefix import Sequence, plan_calls, plan_groups
 from harness.errors import ModelError
-from harness.types import ChatMessage, GenerationRequest, LoglikelihoodRequest as R
+from harness.types import ChatMessage, GenerationRequest
+from harness.types import LoglikelihoodRequest as R
 
 PREMISE = "The man turned on the faucet so that"
 REQUESTS = [

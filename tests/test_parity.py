@@ -5,7 +5,6 @@ predictions at batch sizes 1 and 16."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,8 +6,9 @@ back in request order. Spacing convention: see :class:`harness.types.Loglikeliho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from harness.types import (
     ChatMessage,

@@ -10,12 +10,12 @@ so per-example log-likelihoods match lm-eval's to float precision.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from harness.backends.base import ModelIdentity
-from harness.backends.prefix import Sequence as TokSeq
 from harness.backends.prefix import Call, Group, plan_calls, plan_groups
+from harness.backends.prefix import Sequence as TokSeq
 from harness.errors import GlotbenchError, ModelError
 from harness.hashing import dir_sha256
 from harness.types import (
