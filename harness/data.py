@@ -120,7 +120,15 @@ def read_hub(task: Task, config: str) -> list[dict]:
         raise DataError("loading from the hub needs the 'datasets' package",
                         "pip install datasets") from None
     try:
-        ds = datasets.load_dataset(task.data.hub_id, config, split=task.data.split)
+        try:
+            ds = datasets.load_dataset(task.data.hub_id, config, split=task.data.split)
+        except RuntimeError as exc:
+            # Script-based hub datasets (cambridgeltl/xcopa, juletxara/xstory_cloze) are no
+            # longer run by `datasets`; the hub's parquet export of the same data is.
+            if "script" not in str(exc).lower():
+                raise
+            ds = datasets.load_dataset(task.data.hub_id, config, split=task.data.split,
+                                       revision="refs/convert/parquet")
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
         why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
         if _hub_offline():
