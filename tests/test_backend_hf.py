@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.backends.hf import HFBackend
-from harness.backends.prefix import Sequence, plan_calls, plan_groups
+from harness.backends.prefix import Sequence, cached_shared, plan_calls, plan_groups
 from harness.errors import ModelError
 from harness.types import ChatMessage, GenerationRequest
 from harness.types import LoglikelihoodRequest as R
@@ -22,6 +22,10 @@ REQUESTS = [
     R("Trailing spaces move to the continuation ", "like this"),
     R("", "An empty context scores from the BOS token."),
     R("我们去了", "公园。"),
+    R("Ma tühjendasin oma taskud seetõttu", " ma leidsin pileti tüki."),  # choices that
+    R("Ma tühjendasin oma taskud seetõttu", " ma leidsin relva."),  # start alike
+    R("Same request twice", " scores twice."),
+    R("Same request twice", " scores twice."),
 ]
 
 
@@ -83,13 +87,12 @@ def test_tokenisation_matches_lm_eval(tiny_model_dir, tiny):
         assert seq.tokens == tuple(ctx + cont) and seq.n_context == len(ctx)
 
 
-def test_plan_shares_context_tokens():
-    seqs = [Sequence((1, 2, 3, 4, 5, 6), 4), Sequence((1, 2, 3, 4, 7), 4), Sequence((9, 8, 7), 2)]
+def test_plan_shares_context_and_common_continuation_tokens():
+    seqs = [Sequence((1, 2, 3, 4, 5, 6, 8), 4), Sequence((1, 2, 3, 4, 5, 7), 4), Sequence((9, 8, 7), 2)]
     groups = plan_groups(seqs)
-    shared = {g.members: g.shared for g in groups}
-    assert shared == {(0, 1): 3, (2,): 0}
-    # A prefix never covers the last context token: its logit predicts the first target.
-    assert all(g.shared <= min(seqs[m].n_context for m in g.members) - 1 or g.shared == 0 for g in groups)
+    assert {g.members: g.shared for g in groups} == {(0, 1): 5, (2,): 0}
+    # Reused through the KV cache, a prefix stops before the first scored position.
+    assert cached_shared(seqs, groups[0]) == 3
 
 
 def test_plan_covers_every_request_once():

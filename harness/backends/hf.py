@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.backends.base import ModelIdentity
-from harness.backends.prefix import Call, Group, plan_calls, plan_groups
+from harness.backends.prefix import Call, Group, cached_shared, plan_calls, plan_groups
 from harness.backends.prefix import Sequence as TokSeq
 from harness.errors import GlotbenchError, ModelError
 from harness.hashing import dir_sha256
@@ -154,7 +154,8 @@ class HFBackend:
     def _prefix_kv(self, seqs: list[TokSeq], group: Group) -> list:
         import torch
 
-        ids = torch.tensor([seqs[group.members[0]].tokens[:group.shared]], device=self.device)
+        shared = cached_shared(seqs, group)
+        ids = torch.tensor([seqs[group.members[0]].tokens[:shared]], device=self.device)
         res = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
         return [(layer.keys, layer.values) for layer in res.past_key_values.layers]
 
@@ -204,20 +205,24 @@ class HFBackend:
         r = {"ids": [], "pos": [], "block": [], "member": [], "keep": [], "spans": []}
         for b, block in enumerate(blocks):
             g = groups[block.group]
-            if not cached and g.shared:
-                r["ids"] += seqs[g.members[0]].tokens[:g.shared]
-                r["pos"] += range(g.shared)
-                r["block"] += [b] * g.shared
-                r["member"] += [-1] * g.shared
+            shared = cached_shared(seqs, g) if cached else g.shared
+            prefix_at = len(r["ids"])
+            if not cached and shared:
+                r["ids"] += seqs[g.members[0]].tokens[:shared]
+                r["pos"] += range(shared)
+                r["block"] += [b] * shared
+                r["member"] += [-1] * shared
             for m in block.members:
                 seq = seqs[m]
-                suffix = seq.tokens[g.shared:-1]
-                first = len(r["ids"]) + seq.n_context - 1 - g.shared
+                suffix = seq.tokens[shared:-1]
+                suffix_at = len(r["ids"])
                 n_targets = len(seq.tokens) - seq.n_context
                 r["spans"].append((m, n_targets))
-                r["keep"] += range(first, first + n_targets)
+                # Fed position q predicts token q + 1; it sits in the prefix or the suffix.
+                r["keep"] += [prefix_at + q if q < shared else suffix_at + q - shared
+                              for q in range(seq.n_context - 1, len(seq.tokens) - 1)]
                 r["ids"] += suffix
-                r["pos"] += range(g.shared, g.shared + len(suffix))
+                r["pos"] += range(shared, shared + len(suffix))
                 r["block"] += [b] * len(suffix)
                 r["member"] += [m] * len(suffix)
         return r

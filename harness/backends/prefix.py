@@ -5,9 +5,10 @@ XWinograd fillers after one sentence start, a few-shot block shared by every que
 subject) are scored by computing the prefix once and running only the suffixes. Pure
 functions on token ids, so the plan is unit-testable without a model.
 
-The shared prefix of a group always stops at least one token before every member's first
-continuation token: the logit that predicts that token comes from the member's own
-suffix pass, so the prefix pass never needs logits.
+A shared prefix may run into the continuations (XCOPA choices often start alike): those
+positions are scored from the prefix's own logits, which are the same for every member.
+A prefix reused through the key/value cache instead (big groups) stops one token before
+every member's first scored position, so that pass never needs logits.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def plan_groups(seqs: list[Sequence]) -> list[Group]:
     groups: list[tuple[list[int], int]] = []
     for i in order:
         seq = seqs[i]
-        cap = max(seq.n_context - 1, 0)
+        cap = len(seq.tokens) - 1  # every fed token (the last one is only a target)
         if groups:
             members, shared = groups[-1]
             first = seqs[members[0]].tokens
@@ -83,6 +84,12 @@ class Call:
 
     rows: tuple[tuple[Block, ...], ...]
     cached_prefix: int | None = None
+
+
+def cached_shared(seqs: list[Sequence], group: Group) -> int:
+    """The part of a group's prefix reused through the KV cache: it must end before the
+    first scored position of every member, since the cached pass keeps no logits."""
+    return min(group.shared, *(seqs[m].n_context - 1 for m in group.members))
 
 
 def suffix_len(seq: Sequence, shared: int) -> int:
@@ -130,10 +137,11 @@ def plan_calls(seqs: list[Sequence], groups: list[Group], *, row_tokens: int, ma
             requests += len(g.members)
             continue
         # Big group: suffixes only, against the prefix's key/value cache.
+        shared = cached_shared(seqs, g)
         chunk: list[int] = []
         n_used = 0
         for m in g.members:
-            n = suffix_len(seqs[m], g.shared)
+            n = suffix_len(seqs[m], shared)
             if chunk and (n_used + n > row_tokens or len(chunk) == max_requests):
                 calls.append(Call(((Block(gi, tuple(chunk)),),), cached_prefix=gi))
                 chunk, n_used = [], 0
