@@ -76,13 +76,18 @@ class HFBackend:
                              "point --model hf: at the directory holding config.json and the weights")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                str(local) if local.exists() else path,
-                # "auto" keeps the checkpoint's dtype, as lm-eval does.
-                dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+            source = str(local) if local.exists() else path
+            # "auto" keeps the checkpoint's dtype, as lm-eval does.
+            torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+            try:
                 # Packed scoring passes custom 4-D masks: sdpa and eager accept them.
-                attn_implementation="sdpa",
-            )
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=torch_dtype, attn_implementation="sdpa")
+            except ValueError as exc:
+                if "sdpa" not in str(exc).lower():
+                    raise
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=torch_dtype, attn_implementation="eager")
         except (OSError, ValueError) as exc:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() \
                 or "connect" in str(exc).lower()
