@@ -134,3 +134,14 @@ def test_missing_model_dir(tmp_path):
         HFBackend(str(tmp_path / "nope"), device="cpu")
     with pytest.raises(ModelError, match="no config.json"):
         HFBackend(str(tmp_path), device="cpu")
+
+
+def test_eager_attention_gets_an_additive_mask(tiny):
+    """Models without sdpa run eager attention, which takes an additive float mask."""
+    tiny.model.config._attn_implementation = "eager"
+    try:
+        got = tiny.loglikelihood(REQUESTS)
+    finally:
+        tiny.model.config._attn_implementation = "sdpa"
+    for req, res in zip(REQUESTS, got):
+        assert res.logprob == pytest.approx(reference(tiny, req)[0], abs=1e-4)
