@@ -69,11 +69,6 @@ class RequestCache:
 
         self._retry(write)
 
-    def count(self, model: str | None = None) -> int:
-        if model is None:
-            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        return self._db.execute("SELECT COUNT(*) FROM responses WHERE model = ?", [model]).fetchone()[0]
-
     def close(self) -> None:
         self._db.close()
 

@@ -8,7 +8,6 @@ are never compared as if they were the same).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -16,6 +15,7 @@ from typing import Literal
 
 from harness.errors import DataError
 from harness.hashing import json_sha256
+from harness.paths import hub_offline
 from harness.task import Task
 from harness.types import Sample
 
@@ -104,15 +104,6 @@ def check_row(row: object, task: Task, where: str) -> dict:
     return row
 
 
-def _hub_offline() -> bool:
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:
-        return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def read_hub(task: Task, config: str) -> list[dict]:
     try:
         import datasets
@@ -131,7 +122,7 @@ def read_hub(task: Task, config: str) -> list[dict]:
                                        revision="refs/convert/parquet")
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
         why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
-        if _hub_offline():
+        if hub_offline():
             why = f"offline mode is on ({why})"
         raise DataError(f"cannot load {task.data.hub_id} ({config}, {task.data.split}) from the hub: {why}",
                         f"use a local copy: --data-dir DIR with {task.data.local.format(lang=config)}") from None

@@ -9,7 +9,6 @@ so per-example log-likelihoods match lm-eval's to float precision.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from harness.backends.prefix import Call, Group, cached_shared, plan_calls, plan
 from harness.backends.prefix import Sequence as TokSeq
 from harness.errors import GlotbenchError, ModelError
 from harness.hashing import dir_sha256
+from harness.paths import hub_offline
 from harness.types import (
     ChatMessage,
     GenerationRequest,
@@ -89,8 +89,7 @@ class HFBackend:
                 self.model = AutoModelForCausalLM.from_pretrained(
                     source, dtype=torch_dtype, attn_implementation="eager")
         except (OSError, ValueError) as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() \
-                or "connect" in str(exc).lower()
+            offline = hub_offline() or "offline" in str(exc).lower() or "connect" in str(exc).lower()
             where = "a local directory" if local.exists() else (
                 "not a local directory, and the hub could not be reached" if offline
                 else "not a local directory, and not a loadable hub id")
@@ -148,12 +147,13 @@ class HFBackend:
         with torch.inference_mode():
             for call in plan_calls(seqs, groups, row_tokens=self.row_tokens, max_rows=self.max_rows,
                                    max_requests=self.batch_size):
+                kv = None
                 if call.cached_prefix is not None:
+                    # Calls of one big group come in a row: compute its prefix once.
                     if prefix_kv is None or prefix_kv[0] != call.cached_prefix:
                         prefix_kv = (call.cached_prefix, self._prefix_kv(seqs, groups[call.cached_prefix]))
-                    self._run_call(seqs, groups, call, prefix_kv[1], out)
-                else:
-                    self._run_call(seqs, groups, call, None, out)
+                    kv = prefix_kv[1]
+                self._run_call(seqs, groups, call, kv, out)
         return out  # type: ignore[return-value]
 
     def _prefix_kv(self, seqs: list[TokSeq], group: Group) -> list:
