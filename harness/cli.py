@@ -21,6 +21,8 @@ RUN_EXAMPLES = """examples:
   glotbench run --tasks xcopa --langs et,zh --limit 50
   glotbench run --tasks mgsm --langs en,de --limit 20 --chat off
   glotbench run --tasks global_mmlu --data hub --langs fr,hi --batch-size 32
+  glotbench run --tasks flores --langs deu_Latn-eng_Latn,eng_Latn-deu_Latn --limit 50
+  glotbench run --tasks flores --xcomet --device cuda   # + xCOMET-XL (isolated COMET env)
   glotbench run --model hf:/models/aya-expanse-8b --device cuda --batch-size 32
   glotbench run --tasks xstorycloze --data hub    # needs the Hugging Face hub
   glotbench run --data-dir ../shared/data --output results/my-run
@@ -60,8 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "in one user turn")
     r.add_argument("--max-new-tokens", type=int, default=None,
                    help="override the generation length of generative tasks")
+    r.add_argument("--xcomet", nargs="?", const="Unbabel/XCOMET-XL", default=None, metavar="MODEL",
+                   help="also score translation tasks with xCOMET (default model Unbabel/XCOMET-XL; or "
+                        "a hub id or local COMET checkpoint), in an isolated COMET environment built "
+                        "on first use")
+    r.add_argument("--xcomet-batch-size", type=int, default=8)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="paired significance test between two runs (translation: chrF++)",
+                       epilog="examples:\n  glotbench compare results/base results/new\n"
+                              "  glotbench compare results/base results/new --langs deu_Latn-eng_Latn --method ar\n"
+                              "  glotbench compare results/base results/new --json > pvalues.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("baseline", help="run directory of the baseline")
+    c.add_argument("system", help="run directory of the system compared with it")
+    c.add_argument("--tasks", default=None, help="comma-separated translation tasks (default: all shared)")
+    c.add_argument("--langs", default=None, help="comma-separated directions (default: all shared)")
+    c.add_argument("--method", choices=("bs", "ar"), default="bs",
+                   help="bs: paired bootstrap resampling (1000); ar: approximate randomisation (10000)")
+    c.add_argument("--samples", type=int, default=0, help="resamples / trials (0: sacrebleu's default)")
+    c.add_argument("--seed", type=int, default=12345, help="seed (sacrebleu's default 12345)")
+    c.add_argument("--json", action="store_true", help="print the full result as JSON")
+    c.set_defaults(func=cmd_compare)
 
     t = sub.add_parser("tasks", help="list tasks, languages and where their data is",
                        epilog="examples:\n  glotbench tasks\n  glotbench tasks --data-dir ../shared/data",
@@ -105,7 +128,8 @@ def cmd_run(args) -> int:
                     data=args.data, data_dir=args.data_dir, batch_size=args.batch_size,
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
                     results_dir=args.results_dir, chat=args.chat, fewshot_as=args.fewshot_as,
-                    max_new_tokens=args.max_new_tokens, task_limits=task_limits)
+                    max_new_tokens=args.max_new_tokens, task_limits=task_limits,
+                    xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size)
     units = plan(cfg)
     path = execute(cfg, units, progress=not args.no_progress)
     from harness.store import read_run
@@ -116,17 +140,29 @@ def cmd_run(args) -> int:
 
 
 def format_summary(run: dict) -> str:
-    lines = [f"{'task':<14} {'lang':<5} {'metric':<16} {'value':>7} {'± se':>7} {'n':>6} {'unparsed':>8}"]
+    width = max([5] + [len(lang) + 6 for langs in run["results"].values() for lang in langs])
+    lines = [f"{'task':<14} {'lang':<{width}} {'metric':<16} {'value':>8} {'± se':>7} {'n':>6} {'unparsed':>8}"]
     for task, langs in run["results"].items():
-        metric = run["provenance"]["tasks"][task].get("metrics", ["acc"])[0]
+        metrics = run["provenance"]["tasks"][task].get("metrics", ["acc"])
         for lang, cell in langs.items():
-            se = f"{cell['stderr']:.4f}" if cell["stderr"] is not None else "-"
-            bad = str(cell["unparsed"]) if "unparsed" in cell else ""
-            lines.append(f"{task:<14} {lang:<5} {metric:<16} {cell[metric]:>7.4f} {se:>7} {cell['n']:>6} {bad:>8}")
+            for i, metric in enumerate(metrics):
+                part = cell if i == 0 else cell["metrics"][metric]
+                value = part[metric] if i == 0 else part["value"]
+                se = f"{part['stderr']:.4f}" if part["stderr"] is not None else "-"
+                bad = str(cell["unparsed"]) if "unparsed" in cell and i == 0 else ""
+                lines.append(f"{task:<14} {lang:<{width}} {metric:<16} {_num(value):>8} {se:>7} {part['n']:>6} {bad:>8}")
         avg = run["averages"][task]
-        lines.append(f"{task:<14} {'macro':<5} {metric:<16} {avg['macro']:>7.4f} {'':>7} {avg['n']:>6}")
-        lines.append(f"{task:<14} {'micro':<5} {metric:<16} {avg['micro']:>7.4f} {'':>7} {avg['n']:>6}")
+        for i, metric in enumerate(metrics):
+            a = avg if i == 0 else avg["metrics"][metric]
+            for name, part in [("", a), *((f" {g}", x) for g, x in a.get("groups", {}).items())]:
+                for kind in ("macro", "micro"):
+                    lines.append(f"{task:<14} {kind + name:<{width}} {metric:<16} {_num(part[kind]):>8} "
+                                 f"{'':>7} {part['n']:>6}")
     return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _on_cpu(device: str) -> bool:
@@ -135,6 +171,23 @@ def _on_cpu(device: str) -> bool:
     import torch
 
     return not torch.cuda.is_available()
+
+
+def cmd_compare(args) -> int:
+    import json
+
+    from harness.compare import format_table, paired_translation
+
+    if args.samples < 0:
+        raise GlotbenchError(f"--samples must be >= 0, got {args.samples}", "0 uses sacrebleu's default")
+    result = paired_translation(Path(args.baseline), Path(args.system), _names(args.tasks), _names(args.langs),
+                                args.method, args.seed, args.samples)
+    print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else format_table(result))
+    return 0
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
 def cmd_tasks(args) -> int:

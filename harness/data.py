@@ -39,11 +39,18 @@ def local_file(task: Task, lang: str, root: Path) -> Path:
     return Path(root) / task.data.local.format(lang=lang)
 
 
+def local_files(task: Task, lang: str, root: Path) -> list[Path]:
+    """Every file the language needs below ``root`` (one per side of parallel text)."""
+    if task.data.parallel is None:
+        return [local_file(task, lang, root)]
+    return [local_file(task, code, root) for code in task.data.parallel(lang).values()]
+
+
 def available(task: Task, lang: str, data_dir: Path | None) -> str | None:
     """Where the language's data would be read from without the network, if anywhere."""
-    if data_dir is not None and local_file(task, lang, data_dir).is_file():
+    if data_dir is not None and all(f.is_file() for f in local_files(task, lang, data_dir)):
         return "local"
-    if local_file(task, lang, BUNDLED_DIR).is_file():
+    if all(f.is_file() for f in local_files(task, lang, BUNDLED_DIR)):
         return "bundled"
     return None
 
@@ -51,6 +58,8 @@ def available(task: Task, lang: str, data_dir: Path | None) -> str | None:
 def load(task: Task, lang: str, source: Source = "auto", data_dir: Path | None = None) -> LoadedData:
     if source == "auto":
         source = available(task, lang, data_dir) or "hub"
+    if task.data.parallel is not None:
+        return load_parallel(task, lang, source, data_dir)
     shots: list[dict] = []
     fs = task.data.fewshot
     if source in ("local", "bundled"):
@@ -78,6 +87,60 @@ def load(task: Task, lang: str, source: Source = "auto", data_dir: Path | None =
     pool = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(shots))
     digest = json_sha256([rows, shots]) if fs is not None else json_sha256(rows)
     return LoadedData(samples, where, digest, pool)
+
+
+def load_parallel(task: Task, lang: str, source: Source, data_dir: Path | None) -> LoadedData:
+    """Parallel text: one row per aligned segment, a field per side (e.g. source, target)."""
+    sides = task.data.parallel(lang)
+    fs = task.data.fewshot
+    if source in ("local", "bundled"):
+        if source == "local" and data_dir is None:
+            raise DataError("--data local needs a data directory", "pass --data-dir DIR")
+        root = Path(data_dir) if source == "local" else BUNDLED_DIR
+        rows = read_parallel(root, task.data.local, sides, task, lang)
+        shots = read_parallel(root, fs.local, sides, task, lang) if fs is not None else []
+        files = "+".join(sorted({task.data.local.format(lang=c) for c in sides.values()}))
+        where = f"{source}:{root / files if source == 'local' else files}"
+    elif source == "hub":
+        config = task.data.hub_configs.get(lang, lang)
+        rows = _hub_parallel(task, config, task.data.split, sides)
+        shots = _hub_parallel(task, config, fs.split, sides) if fs is not None else []
+        where = f"hub:{task.data.hub_id}/{config}/{task.data.split}"
+    else:
+        raise DataError(f"unknown data source {source!r}", f"use one of {', '.join(SOURCES)}")
+    samples = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(rows))
+    pool = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(shots))
+    digest = json_sha256([rows, shots]) if fs is not None else json_sha256(rows)
+    return LoadedData(samples, where, digest, pool)
+
+
+def read_parallel(root: Path, template: str, sides: dict[str, str], task: Task, lang: str) -> list[dict]:
+    """Aligned one-segment-per-line files → rows; every line is a segment (none skipped, so
+    alignment can never shift), and files of different lengths are refused."""
+    columns: dict[str, list[str]] = {}
+    for name, code in sides.items():
+        path = Path(root) / template.format(lang=code)
+        if not path.is_file():
+            raise DataError(f"data file {path} does not exist (needed by {task.name}/{lang})",
+                            f"provide {template.format(lang='<code>')} for {code} under --data-dir, "
+                            f"or use --data hub ({task.data.hub_id})")
+        with open(path, encoding="utf-8", newline="") as f:
+            columns[name] = [line.rstrip("\r\n") for line in f]
+        if not columns[name]:
+            raise DataError(f"{path} has no lines", "fix or replace the file")
+    counts = {name: len(lines) for name, lines in columns.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"{task.name}/{lang}: parallel files are not aligned "
+                        f"({', '.join(f'{sides[n]} {c} lines' for n, c in counts.items())})",
+                        "use files with one segment per line, in the same order, for every language")
+    names = list(columns)
+    return [dict(zip(names, seg)) for seg in zip(*columns.values())]
+
+
+def _hub_parallel(task: Task, config: str, split: str, sides: dict[str, str]) -> list[dict]:
+    cols = {name: task.data.hub_field.format(lang=code) for name, code in sides.items()}
+    rows = read_hub(task, config, split, tuple(cols.values()))
+    return [{name: row[col] for name, col in cols.items()} for row in rows]
 
 
 def read_rows(path: Path, task: Task, fields: tuple[str, ...], columns: tuple[str, ...] = ()) -> list[dict]:

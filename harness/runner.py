@@ -74,6 +74,9 @@ class RunConfig:
     """Override of each generative task's generation length."""
     task_limits: dict[str, int] = field(default_factory=dict)
     """Per-task item limits where ``limit`` is None (the default run on CPU)."""
+    xcomet: str | None = None
+    """Also score translation tasks with this COMET model (hub id or checkpoint path)."""
+    xcomet_batch_size: int = 8
 
 
 @dataclass
@@ -105,14 +108,22 @@ def plan(cfg: RunConfig) -> list[Unit]:
         raise GlotbenchError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}",
                              "omit it to use each task's generation length")
     tasks = [get_task(name) for name in cfg.tasks]
+    if cfg.xcomet:
+        from harness import comet
+
+        if not any(t.source_field for t in tasks):
+            raise GlotbenchError("--xcomet was given but no selected task is a translation task",
+                                 "add --tasks flores, or drop --xcomet")
+        if cfg.xcomet_batch_size < 1:
+            raise GlotbenchError(f"--xcomet-batch-size must be >= 1, got {cfg.xcomet_batch_size}")
+        comet.model_identity(cfg.xcomet)  # a missing checkpoint fails here, before any model loads
     if cfg.langs is not None:
         # A language must exist in at least one selected task; each task keeps its own.
-        known = {lang for t in tasks for lang in t.languages}
         for lang in cfg.langs:
-            if lang not in known:
+            if not any(t.supports(lang) for t in tasks):
                 tasks[0].check_langs([lang])  # raises with the close match
     for task in tasks:
-        langs = list(task.languages) if cfg.langs is None else [x for x in cfg.langs if x in task.languages]
+        langs = list(task.languages) if cfg.langs is None else [x for x in cfg.langs if task.supports(x)]
         for lang in langs:
             loaded = data_mod.load(task, lang, cfg.data, data_dir)
             limit = cfg.limit or cfg.task_limits.get(task.name)
@@ -147,6 +158,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     timings: dict[str, float] = {}
     pooled: dict | None = None
     try:
+        scored: list[tuple[Unit, list[dict], list[dict]]] = []
         for unit in units:
             t0 = time.time()
             task = unit.task
@@ -170,9 +182,25 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
                     score = task.score(prompt, res)
                     records.append(_record(sample.doc_id, prompt, res, score))
                 scores.append(score)
+            scored.append((unit, records, scores))
+            timings[f"{unit.task.name}/{unit.lang}"] = round(time.time() - t0, 3)
+        bar.close()
+        extra: dict[str, tuple[str, ...]] = {}
+        neural = None
+        if cfg.xcomet:
+            from harness import comet
+
+            if backend.identity.device.startswith("cuda") and hasattr(backend, "release"):
+                backend.release()  # every response is in hand: give the GPU to the xCOMET worker
+            neural = comet.score_units(cfg, scored, cache, device=backend.identity.device, progress=progress)
+            extra = {u.task.name: ("xcomet",) for u, _, _ in scored if u.task.source_field}
+        for unit, records, scores in scored:
+            task = unit.task
             writer.write_samples(task.name, unit.lang, records)
-            results.setdefault(task.name, {})[unit.lang] = cell(task, unit.loaded.samples, scores, cfg.seed)
-            prov_tasks.setdefault(task.name, {"version": task.version, "metrics": list(task.metrics),
+            results.setdefault(task.name, {})[unit.lang] = cell(task, unit.loaded.samples, scores, cfg.seed,
+                                                                extra.get(task.name, ()))
+            prov_tasks.setdefault(task.name, {"version": task.version,
+                                              "metrics": list(task.metrics) + list(extra.get(task.name, ())),
                                               "languages": {}, "prompting": _prompting(unit, cfg, backend)})
             prov_tasks[task.name]["languages"][unit.lang] = {
                 "data_source": unit.loaded.source,
@@ -180,19 +208,18 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
                 "n_available": len(unit.loaded.samples),
                 "prompt_sha256": json_sha256([[asdict(r) for r in reqs] for reqs in unit.requests]),
             }
-            timings[f"{unit.task.name}/{unit.lang}"] = round(time.time() - t0, 3)
-        bar.close()
         run = {
             "format": "glotbench-run/1",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": asdict(cfg),
             "results": results,
-            "averages": {t: averages(langs, get_task(t).primary) for t, langs in results.items()},
+            "averages": {t: _averages(get_task(t), langs, prov_tasks[t]["metrics"]) for t, langs in results.items()},
             "provenance": {
                 "glotbench_version": harness.__version__,
                 "model": asdict(backend.identity),
                 "tasks": prov_tasks,
                 "requests": counts,
+                **({"xcomet": neural} if neural is not None else {}),
                 "seed": cfg.seed,
                 "batch_size": cfg.batch_size,
                 "device": backend.identity.device,
@@ -305,6 +332,8 @@ def _gen_record(doc_id: int, prompt: GenerationPrompt, request: GenerationReques
         "pred": score.get("pred"),
         **{m: score[m] for m in metrics},
         "parsed": score.get("parsed", True),
+        # Anything else the scorer returns (a second prediction, chrF++ statistics, ...).
+        **{k: v for k, v in score.items() if k not in metrics and k not in ("pred", "parsed")},
         "response": res.text,
         "finish": res.finish,
         "n_tokens": res.n_tokens,
@@ -312,13 +341,19 @@ def _gen_record(doc_id: int, prompt: GenerationPrompt, request: GenerationReques
     }
 
 
-def cell(task, samples, scores: list[dict], seed: int) -> dict:
+def cell(task, samples, scores: list[dict], seed: int, extra: tuple[str, ...] = ()) -> dict:
     """One language's results: every metric with n, stderr and CI (the headline metric also
-    at the top level), failures counted, breakdowns by row field."""
-    metrics = {m: summarize([s[m] for s in scores], seed) for m in task.metrics}
+    at the top level), failures counted, breakdowns by row field. Corpus-level metrics come
+    from the task's ``aggregate``; ``extra`` names per-example metrics added by a later
+    scoring stage (xCOMET)."""
+    corpus = task.aggregate(scores, seed) if task.aggregate is not None else {}
+    names = tuple(task.metrics) + tuple(m for m in extra if m not in task.metrics)
+    metrics = {m: corpus[m] if m in corpus else summarize([s[m] for s in scores], seed) for m in names}
     head = metrics[task.primary]
     out = {task.primary: head["value"], "n": head["n"], "stderr": head["stderr"], "ci95": head["ci95"]}
-    if len(task.metrics) > 1:
+    if "signature" in head:
+        out["signature"] = head["signature"]
+    if len(names) > 1:
         out["metrics"] = metrics
     if task.output_type == "generate":
         out["unparsed"] = sum(1 for s in scores if not s.get("parsed", True))
@@ -334,6 +369,17 @@ def cell(task, samples, scores: list[dict], seed: int) -> dict:
         parts = [out["by"][name][v]["value"] for v in values if v in out.get("by", {}).get(name, {})]
         out["balanced"] = {"over": f"{name} in {', '.join(values)}", "value":
                            sum(parts) / len(parts) if len(parts) == len(values) else None}
+    return out
+
+
+def _averages(task, per_lang: dict[str, dict], metrics: list[str]) -> dict:
+    """Macro/micro averages of the headline metric (per group too), and of every other metric
+    under ``metrics``."""
+    out = averages(per_lang, task.primary, task.group)
+    others = [m for m in metrics if m != task.primary]
+    if others:
+        out["metrics"] = {m: averages({lang: {m: c["metrics"][m]["value"], "n": c["metrics"][m]["n"]}
+                                       for lang, c in per_lang.items()}, m, task.group) for m in others}
     return out
 
 

@@ -31,8 +31,19 @@ def bootstrap_ci(x: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES,
     return [float(lo), float(hi)]
 
 
-def averages(per_lang: dict[str, dict], metric: str) -> dict:
-    """Macro (mean over languages) and micro (size-weighted) averages of one metric."""
+def averages(per_lang: dict[str, dict], metric: str, group=None) -> dict:
+    """Macro (mean over languages) and micro (size-weighted) averages of one metric; with
+    ``group`` (language → group name), the same per group under ``groups``."""
+    out = _average(per_lang, metric)
+    if group is not None:
+        names: dict[str, dict[str, dict]] = {}
+        for lang, v in per_lang.items():
+            names.setdefault(group(lang), {})[lang] = v
+        out["groups"] = {g: _average(cells, metric) for g, cells in sorted(names.items())}
+    return out
+
+
+def _average(per_lang: dict[str, dict], metric: str) -> dict:
     cells = [(v[metric], v["n"]) for v in per_lang.values() if v.get(metric) is not None]
     if not cells:
         return {"macro": None, "micro": None, "n": 0, "languages": 0}

@@ -38,6 +38,13 @@ class DataSource:
     licence: str = ""
     fewshot: FewShotSource | None = None
     """Where few-shot examples come from (None: a 0-shot task)."""
+    parallel: Callable[[str], Mapping[str, str]] | None = None
+    """Parallel text (translation): task language (a direction such as ``deu_Latn-eng_Latn``)
+    → {row field: language code}. Locally, each field is read from ``local`` with ``{lang}``
+    = its language code, one segment per line, files aligned line by line; on the hub, the
+    config is the task language and each field comes from ``hub_field`` of its code."""
+    hub_field: str = "{lang}"
+    """Parallel text on the hub: the column of a language code (``sentence_{lang}``)."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,31 @@ class Task:
     balanced: tuple[str, tuple[str, ...]] | None = None
     """(field, values): also report the unweighted mean over these subsets of ``field``
     (Global-MMLU's CS/CA average)."""
+    accepts: Callable[[str], bool] | None = None
+    """Languages beyond ``languages`` (the default set) that may be selected with --langs
+    (translation: any FLORES-200 pair)."""
+    accepts_hint: str = ""
+    """What else ``accepts`` takes, for error messages."""
+    group: Callable[[str], str] | None = None
+    """Language → averaging group (translation: ``X→en`` / ``en→X``); each group gets its own
+    macro/micro average next to the overall one."""
+    aggregate: Callable[[list[dict], int], dict[str, dict]] | None = None
+    """Corpus-level metrics: (one language's per-example scores, seed) → {metric: summary
+    with value, n, stderr, ci95}; replaces the per-example mean for those metrics (chrF++)."""
+    source_field: str | None = None
+    """Translation tasks: the row field holding the source segment; makes the task's outputs
+    scorable by reference-based neural metrics (xCOMET: source, hypothesis, reference)."""
+
+    def supports(self, lang: str) -> bool:
+        return lang in self.languages or (self.accepts is not None and self.accepts(lang))
 
     def check_langs(self, langs: list[str]) -> list[str]:
         for lang in langs:
-            if lang not in self.languages:
+            if not self.supports(lang):
                 raise GlotbenchError(
                     f"task {self.name!r} has no language {lang!r}{close_match(lang, self.languages)}",
-                    f"choose from {', '.join(self.languages)}")
+                    f"choose from {', '.join(self.languages)}"
+                    + (f", or {self.accepts_hint}" if self.accepts_hint else ""))
         return langs
 
     @property

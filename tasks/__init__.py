@@ -13,6 +13,8 @@ REGISTRY: dict[str, str] = {
     "global_mmlu_lite": "tasks.global_mmlu:TASK_LITE",
     "include": "tasks.include:TASK_COT",
     "include_loglik": "tasks.include:TASK_LOGLIK",
+    "flores": "tasks.flores:TASK",
+    "flores_5shot": "tasks.flores:TASK_FEWSHOT",
 }
 
 SUITES: dict[str, tuple[str, ...]] = {
@@ -20,6 +22,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     "discriminative": ("xcopa", "xstorycloze", "xwinograd"),
     "math": ("mgsm",),
     "knowledge": ("global_mmlu", "include"),
+    "translation": ("flores",),
     # Everything the default `glotbench run` tries (tasks without local data are skipped).
-    "offline": ("xcopa", "xstorycloze", "xwinograd", "mgsm"),
+    "offline": ("xcopa", "xstorycloze", "xwinograd", "mgsm", "flores"),
 }

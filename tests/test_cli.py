@@ -133,8 +133,8 @@ def test_default_run_is_the_offline_suite_with_generation_limited_on_cpu(monkeyp
     with pytest.raises(_Captured):
         main(["run", "--device", "cpu"])
     cfg = seen["cfg"]
-    assert cfg.tasks == ("xcopa", "xwinograd", "mgsm")  # xstorycloze: no local data, skipped
-    assert cfg.limit is None and cfg.task_limits == {"mgsm": 2}
+    assert cfg.tasks == ("xcopa", "xwinograd", "mgsm", "flores")  # xstorycloze: no local data, skipped
+    assert cfg.limit is None and cfg.task_limits == {"mgsm": 2, "flores": 2}
     err = capsys.readouterr().err
     assert "skipping xstorycloze" in err and "mgsm limited to its first 2 items" in err
 

@@ -108,6 +108,18 @@ class HFBackend:
         tok = self.tokenizer
         self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
+    def release(self) -> None:
+        """Free the weights (the tokenizer stays): makes room on the GPU for a later stage
+        such as xCOMET; the backend cannot score or generate afterwards."""
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     # ---- tokenisation (lm-eval's conventions) -------------------------------------
     def _encode(self, text: str) -> list[int]:
         # A prompt rendered by the chat template already carries its BOS text; adding the
