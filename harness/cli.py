@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a hub id or local COMET checkpoint), in an isolated COMET environment built "
                         "on first use")
     r.add_argument("--xcomet-batch-size", type=int, default=8)
+    r.add_argument("--xcomet-fp16", action="store_true",
+                   help="xCOMET in half precision, as the comet-score CLI runs it (faster on a GPU; "
+                        "scores differ from float32 in the 4th decimal)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
@@ -129,7 +132,8 @@ def cmd_run(args) -> int:
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
                     results_dir=args.results_dir, chat=args.chat, fewshot_as=args.fewshot_as,
                     max_new_tokens=args.max_new_tokens, task_limits=task_limits,
-                    xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size)
+                    xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
+                    xcomet_fp16=args.xcomet_fp16)
     units = plan(cfg)
     path = execute(cfg, units, progress=not args.no_progress)
     from harness.store import read_run

@@ -95,7 +95,8 @@ def _build(env: Path, log) -> Path:
     t0 = time.time()
     env.mkdir(parents=True)
     (env / ".glotbench-building").touch()
-    steps = [[sys.executable, "-m", "venv", "--clear", str(env)],
+    # No --clear: it would delete the building marker (the directory was emptied above).
+    steps = [[sys.executable, "-m", "venv", str(env)],
              [str(_python(env)), "-m", "pip", "install", "--disable-pip-version-check", *REQUIREMENTS],
              [str(_python(env)), "-c", "from comet.models import XCOMETMetric"]]
     with open(build_log, "w", encoding="utf-8") as out:
@@ -112,7 +113,7 @@ def _build(env: Path, log) -> Path:
                 raise CometError(f"cannot build the xCOMET environment in {env}: '{' '.join(cmd[1:4])}' "
                                  f"failed ({_last_line(build_log)})", fix)
     seconds = round(time.time() - t0, 1)
-    (env / ".glotbench-building").unlink()
+    (env / ".glotbench-building").unlink(missing_ok=True)
     write_json_atomic(env / READY, {"requirements": list(REQUIREMENTS), "python": sys.version.split()[0],
                                     "build_seconds": seconds})
     log(f"xcomet: environment ready in {seconds} s")
@@ -143,21 +144,24 @@ def model_identity(model: str) -> str:
 
 
 def score(segments: list[dict], model: str = DEFAULT_MODEL, *, batch_size: int = 8, gpus: int = 0,
-          cache=None, env: Path | None = None, progress: bool = False) -> tuple[list[dict], dict]:
+          fp16: bool = False, cache=None, env: Path | None = None,
+          progress: bool = False) -> tuple[list[dict], dict]:
     """Per segment of ``segments`` (dicts with src, mt, ref): ``{"score", "error_spans"}``
     (xCOMET's error spans: text, start, end, severity, confidence; None for models without
-    them), and what produced them."""
-    identity = model_identity(model)
+    them), and what produced them. ``fp16``: half precision, as the comet-score CLI runs
+    (faster on a GPU; scores differ from float32 in the 4th decimal, so it is part of the
+    cache identity)."""
+    identity = model_identity(model) + ("|fp16" if fp16 else "")
     keys = [json_sha256([s["src"], s["mt"], s["ref"]]) for s in segments]
     found = dict(cache.get_many(identity, keys)) if cache is not None else {}
     todo = list(dict.fromkeys(k for k in keys if k not in found))
     info = {"model": model, "identity": identity, "segments": len(segments),
             "from_cache": sum(1 for k in keys if k in found), "computed": len(todo),
-            "batch_size": batch_size, "gpus": gpus}
+            "batch_size": batch_size, "gpus": gpus, "precision": "fp16" if fp16 else "fp32"}
     if todo:
         by_key = dict(zip(keys, segments))
         batch = [{"src": by_key[k]["src"], "mt": by_key[k]["mt"], "ref": by_key[k]["ref"]} for k in todo]
-        out = _run_worker(ensure_env(env), model, batch, batch_size, gpus, progress)
+        out = _run_worker(ensure_env(env), model, batch, batch_size, gpus, fp16, progress)
         spans = out.get("error_spans") or [None] * len(todo)
         values = [{"score": s, "error_spans": e} for s, e in zip(out["scores"], spans)]
         found.update(zip(todo, values))
@@ -167,11 +171,11 @@ def score(segments: list[dict], model: str = DEFAULT_MODEL, *, batch_size: int =
     return [found[k] for k in keys], info
 
 
-def _run_worker(python: Path, model: str, segments: list[dict], batch_size: int, gpus: int,
+def _run_worker(python: Path, model: str, segments: list[dict], batch_size: int, gpus: int, fp16: bool,
                 progress: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="glotbench-xcomet-") as tmp:
         req, resp, errlog = Path(tmp) / "request.json", Path(tmp) / "response.json", Path(tmp) / "worker.log"
-        req.write_text(json.dumps({"model": model, "batch_size": batch_size, "gpus": gpus,
+        req.write_text(json.dumps({"model": model, "batch_size": batch_size, "gpus": gpus, "fp16": fp16,
                                    "progress": progress, "segments": segments}, ensure_ascii=False),
                        encoding="utf-8")
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
@@ -212,8 +216,8 @@ def score_units(cfg, scored: list, cache, device: str, progress: bool) -> dict:
     gpus = 1 if device.startswith("cuda") else 0
     if progress:
         print(f"xcomet: scoring {len(triples)} segments with {cfg.xcomet}", file=sys.stderr)
-    values, info = score(triples, cfg.xcomet, batch_size=cfg.xcomet_batch_size, gpus=gpus, cache=cache,
-                         progress=progress)
+    values, info = score(triples, cfg.xcomet, batch_size=cfg.xcomet_batch_size, gpus=gpus,
+                         fp16=cfg.xcomet_fp16, cache=cache, progress=progress)
     for (rec, sc), v in zip(slots, values):
         rec["xcomet"] = sc["xcomet"] = v["score"]
         if v.get("error_spans") is not None:

@@ -4,7 +4,7 @@ unbabel-comet 2.2.7 pins transformers<5, numpy<2 and huggingface-hub<1, so it ca
 imported next to glotbench; :mod:`harness.comet` runs this file with the COMET venv's Python
 (by path: it imports nothing from glotbench) and talks to it through two JSON files:
 
-request  ``{"model": hub id or checkpoint path, "batch_size": int, "gpus": int,
+request  ``{"model": hub id or checkpoint path, "batch_size": int, "gpus": int, "fp16": bool,
             "segments": [{"src": ..., "mt": ..., "ref": ...}, ...]}``
 response ``{"ok": true, "scores": [...], "system_score": float, "error_spans": [...],
             "checkpoint": path, "comet_version": str, "model_class": str, "seconds": {...}}``
@@ -81,6 +81,9 @@ def main(argv: list[str]) -> int:
         from comet import load_from_checkpoint
 
         model = load_from_checkpoint(ckpt)
+        model.eval()
+        if req.get("fp16"):
+            model.half()  # what the comet-score CLI always does
     except Exception as exc:
         return _fail(out_path, "load_failed", f"{type(exc).__name__}: {exc}")
     t1 = time.time()

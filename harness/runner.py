@@ -77,6 +77,8 @@ class RunConfig:
     xcomet: str | None = None
     """Also score translation tasks with this COMET model (hub id or checkpoint path)."""
     xcomet_batch_size: int = 8
+    xcomet_fp16: bool = False
+    """Half precision for xCOMET (as the comet-score CLI; faster on a GPU)."""
 
 
 @dataclass

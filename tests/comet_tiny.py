@@ -13,7 +13,7 @@ tokenizers, weights and scores.
 
 It runs with the COMET venv's Python and imports nothing from glotbench::
 
-    /path/to/comet-venv/bin/python tests/comet_tiny.py OUT_DIR
+    /path/to/comet-venv/bin/python tests/comet_tiny.py OUT_DIR [--size tiny|large|xl]
 
 It writes ``OUT_DIR/encoder/`` (XLMRobertaConfig + XLMRobertaTokenizerFast files),
 ``OUT_DIR/hparams.yaml`` and ``OUT_DIR/checkpoints/model.ckpt`` (the layout
@@ -172,18 +172,34 @@ def build_tokenizer(encoder_dir: Path) -> Any:
     return fast
 
 
-def build_encoder(encoder_dir: Path) -> None:
-    """Tokenizer + tiny XLMRobertaConfig in ``encoder_dir`` (COMET builds the weights)."""
-    from transformers import XLMRobertaConfig
+# Encoder shapes. "tiny" is what the tests use; "large" (XLM-R large, 560M) and "xl" (XLM-R XL,
+# 3.5B: the encoder of XCOMET-XL) are for bench/bench_xcomet.py, which times real-size models
+# built from their configuration (random weights; the vocabulary size is the real one, the
+# tokenizer only uses its first ids). The large sizes use COMET's default head sizes.
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"encoder": "XLM-RoBERTa", "hidden": HIDDEN, "layers": LAYERS, "heads": 2,
+             "intermediate": 64, "vocab": None, "head_sizes": [HIDDEN, HIDDEN // 2]},
+    "large": {"encoder": "XLM-RoBERTa", "hidden": 1024, "layers": 24, "heads": 16,
+              "intermediate": 4096, "vocab": 250002, "head_sizes": [3072, 1024]},
+    "xl": {"encoder": "XLM-RoBERTa-XL", "hidden": 2560, "layers": 36, "heads": 32,
+           "intermediate": 10240, "vocab": 250880, "head_sizes": [3072, 1024]},
+}
 
+
+def build_encoder(encoder_dir: Path, size: str = "tiny") -> None:
+    """Tokenizer + XLM-R config of ``size`` in ``encoder_dir`` (COMET builds the weights)."""
+    from transformers import XLMRobertaConfig, XLMRobertaXLConfig
+
+    spec = SIZES[size]
     encoder_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(encoder_dir)
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=2,
-        intermediate_size=64,
+    config_class = XLMRobertaXLConfig if spec["encoder"] == "XLM-RoBERTa-XL" else XLMRobertaConfig
+    config = config_class(
+        vocab_size=spec["vocab"] or len(tokenizer),
+        hidden_size=spec["hidden"],
+        num_hidden_layers=spec["layers"],
+        num_attention_heads=spec["heads"],
+        intermediate_size=spec["intermediate"],
         max_position_embeddings=514,  # 512 tokens + XLM-R's padding offset of 2
         type_vocab_size=1,
         pad_token_id=1,
@@ -193,22 +209,23 @@ def build_encoder(encoder_dir: Path) -> None:
     config.save_pretrained(str(encoder_dir))
 
 
-def build_checkpoint(out_dir: Path) -> Path:
+def build_checkpoint(out_dir: Path, size: str = "tiny") -> Path:
     """Random-weight XCOMETMetric saved as ``checkpoints/model.ckpt`` + ``hparams.yaml``."""
     import pytorch_lightning as ptl
     import torch
     import yaml
     from comet.models import XCOMETMetric
 
+    spec = SIZES[size]
     encoder_dir = (out_dir / "encoder").resolve()
-    build_encoder(encoder_dir)
+    build_encoder(encoder_dir, size)
     torch.manual_seed(SEED)
     model = XCOMETMetric(
-        encoder_model="XLM-RoBERTa",
+        encoder_model=spec["encoder"],
         pretrained_model=str(encoder_dir),
         layer_transformation="sparsemax",
-        word_layer=LAYERS,  # last layer (COMET counts the embeddings as layer 0)
-        hidden_sizes=[HIDDEN, HIDDEN // 2],
+        word_layer=spec["layers"],  # last layer (COMET counts the embeddings as layer 0)
+        hidden_sizes=spec["head_sizes"],
         load_pretrained_weights=False,
         local_files_only=True,
     )
@@ -255,6 +272,9 @@ def score(ckpt: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    size = "tiny"
+    if len(argv) == 3 and argv[1] == "--size" and argv[2] in SIZES:
+        size, argv = argv[2], argv[:1]
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
@@ -265,8 +285,9 @@ def main(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     # Anything the libraries print goes to stderr; stdout carries only the JSON line.
     with contextlib.redirect_stdout(sys.stderr):
-        ckpt = build_checkpoint(out_dir)
-        result = score(ckpt)
+        ckpt = build_checkpoint(out_dir, size)
+        # Real-size builds are for timing: the self-check would load them twice more.
+        result = score(ckpt) if size == "tiny" else {}
     report = {
         "checkpoint": str(ckpt),
         "triples": TRIPLES,

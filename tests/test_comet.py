@@ -119,3 +119,12 @@ def test_interrupted_build_is_redone(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(comet, "_build", lambda e, log: calls.append(e) or e / "bin" / "python")
     assert comet.ensure_env(env) == env / "bin" / "python" and calls == [env]
+
+
+def test_half_precision_is_cached_apart(tiny_comet, tmp_path):
+    ckpt, report = tiny_comet
+    cache = RequestCache(tmp_path / "rc.sqlite")
+    full, info = comet.score(report["triples"], str(ckpt), cache=cache)
+    half, info16 = comet.score(report["triples"], str(ckpt), fp16=True, cache=cache)
+    assert info16["computed"] == 3 and info16["precision"] == "fp16" and info16["identity"] == info["identity"] + "|fp16"
+    assert [h["score"] for h in half] == pytest.approx([f["score"] for f in full], abs=5e-3)
