@@ -58,60 +58,50 @@ def available(task: Task, lang: str, data_dir: Path | None) -> str | None:
 def load(task: Task, lang: str, source: Source = "auto", data_dir: Path | None = None) -> LoadedData:
     if source == "auto":
         source = available(task, lang, data_dir) or "hub"
-    if task.data.parallel is not None:
-        return load_parallel(task, lang, source, data_dir)
-    shots: list[dict] = []
-    fs = task.data.fewshot
-    if source in ("local", "bundled"):
-        if source == "local" and data_dir is None:
-            raise DataError("--data local needs a data directory", "pass --data-dir DIR")
-        root = data_dir if source == "local" else BUNDLED_DIR
-        path = local_file(task, lang, root)
-        if source == "bundled" and not path.is_file():
-            raise DataError(f"no bundled data for {task.name}/{lang}",
-                            f"load it from the hub (--data hub, id {task.data.hub_id}) "
-                            f"or a local copy (--data-dir DIR with {task.data.local.format(lang=lang)})")
-        rows = read_rows(path, task, task.data.fields, task.data.columns)
-        where = f"{source}:{path if source == 'local' else path.relative_to(BUNDLED_DIR)}"
-        if fs is not None:
-            shots = read_fewshot(Path(root) / fs.local.format(lang=lang), task, fs, lang)
-    elif source == "hub":
-        config = task.data.hub_configs.get(lang, lang)
-        rows = read_hub(task, config, task.data.split, task.data.fields)
-        where = f"hub:{task.data.hub_id}/{config}/{task.data.split}"
-        if fs is not None:
-            shots = read_hub(task, config, fs.split, fs.fields)
-    else:
+    if source not in ("local", "bundled", "hub"):
         raise DataError(f"unknown data source {source!r}", f"use one of {', '.join(SOURCES)}")
+    if source == "local" and data_dir is None:
+        raise DataError("--data local needs a data directory", "pass --data-dir DIR")
+    root = Path(data_dir) if source == "local" else BUNDLED_DIR
+    read = _parallel_rows if task.data.parallel is not None else _rows
+    rows, shots, where = read(task, lang, source, root)
     samples = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(rows))
     pool = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(shots))
-    digest = json_sha256([rows, shots]) if fs is not None else json_sha256(rows)
+    digest = json_sha256([rows, shots]) if task.data.fewshot is not None else json_sha256(rows)
     return LoadedData(samples, where, digest, pool)
 
 
-def load_parallel(task: Task, lang: str, source: Source, data_dir: Path | None) -> LoadedData:
+def _rows(task: Task, lang: str, source: str, root: Path) -> tuple[list[dict], list[dict], str]:
+    """A language's rows, few-shot pool and a description of where they came from."""
+    fs = task.data.fewshot
+    if source == "hub":
+        config = task.data.hub_configs.get(lang, lang)
+        rows = read_hub(task, config, task.data.split, task.data.fields)
+        shots = read_hub(task, config, fs.split, fs.fields) if fs is not None else []
+        return rows, shots, f"hub:{task.data.hub_id}/{config}/{task.data.split}"
+    path = local_file(task, lang, root)
+    if source == "bundled" and not path.is_file():
+        raise DataError(f"no bundled data for {task.name}/{lang}",
+                        f"load it from the hub (--data hub, id {task.data.hub_id}) "
+                        f"or a local copy (--data-dir DIR with {task.data.local.format(lang=lang)})")
+    rows = read_rows(path, task, task.data.fields, task.data.columns)
+    shots = read_fewshot(root / fs.local.format(lang=lang), task, fs, lang) if fs is not None else []
+    return rows, shots, f"{source}:{path if source == 'local' else path.relative_to(BUNDLED_DIR)}"
+
+
+def _parallel_rows(task: Task, lang: str, source: str, root: Path) -> tuple[list[dict], list[dict], str]:
     """Parallel text: one row per aligned segment, a field per side (e.g. source, target)."""
     sides = task.data.parallel(lang)
     fs = task.data.fewshot
-    if source in ("local", "bundled"):
-        if source == "local" and data_dir is None:
-            raise DataError("--data local needs a data directory", "pass --data-dir DIR")
-        root = Path(data_dir) if source == "local" else BUNDLED_DIR
-        rows = read_parallel(root, task.data.local, sides, task, lang)
-        shots = read_parallel(root, fs.local, sides, task, lang) if fs is not None else []
-        files = "+".join(sorted({task.data.local.format(lang=c) for c in sides.values()}))
-        where = f"{source}:{root / files if source == 'local' else files}"
-    elif source == "hub":
+    if source == "hub":
         config = task.data.hub_configs.get(lang, lang)
         rows = _hub_parallel(task, config, task.data.split, sides)
         shots = _hub_parallel(task, config, fs.split, sides) if fs is not None else []
-        where = f"hub:{task.data.hub_id}/{config}/{task.data.split}"
-    else:
-        raise DataError(f"unknown data source {source!r}", f"use one of {', '.join(SOURCES)}")
-    samples = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(rows))
-    pool = tuple(Sample(i, lang, MappingProxyType(row)) for i, row in enumerate(shots))
-    digest = json_sha256([rows, shots]) if fs is not None else json_sha256(rows)
-    return LoadedData(samples, where, digest, pool)
+        return rows, shots, f"hub:{task.data.hub_id}/{config}/{task.data.split}"
+    rows = read_parallel(root, task.data.local, sides, task, lang)
+    shots = read_parallel(root, fs.local, sides, task, lang) if fs is not None else []
+    files = "+".join(sorted({task.data.local.format(lang=c) for c in sides.values()}))
+    return rows, shots, f"{source}:{root / files if source == 'local' else files}"
 
 
 def read_parallel(root: Path, template: str, sides: dict[str, str], task: Task, lang: str) -> list[dict]:
