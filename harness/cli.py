@@ -15,6 +15,8 @@ from harness.errors import GlotbenchError
 
 # Items per language of a generative task in the default run on CPU (see cmd_run).
 CPU_DEFAULT_GEN_LIMIT = 2
+# Completion length of open-ended (judged) tasks in the default run on CPU (their own is 2048+).
+CPU_DEFAULT_OPEN_TOKENS = 256
 
 RUN_EXAMPLES = """examples:
   glotbench run                                   # offline suite, embedded SmolLM2-135M-Instruct
@@ -26,6 +28,17 @@ RUN_EXAMPLES = """examples:
   glotbench run --model hf:/models/aya-expanse-8b --device cuda --batch-size 32
   glotbench run --tasks xstorycloze --data hub    # needs the Hugging Face hub
   glotbench run --data-dir ../shared/data --output results/my-run
+"""
+
+
+JUDGE_EXAMPLES = """examples:
+  glotbench run --tasks m_arenahard --model hf:/models/a --output results/a
+  glotbench run --tasks m_arenahard --model hf:/models/b --output results/b
+  glotbench judge --a results/a --b results/b                 # GPT-4o, Aya 101 prompt, both orders
+  glotbench judge --a results/a --b results/b --judge openai:Qwen/Qwen2.5-72B-Instruct \\
+      --judge-base-url http://localhost:8000/v1 --concurrency 64
+  glotbench judge --a results/a --b results/b results/c --rpm 500 --tpm 300000
+  glotbench judge --a results/a --b results/b --judge embedded --limit 5   # offline smoke test
 """
 
 
@@ -89,6 +102,43 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the full result as JSON")
     c.set_defaults(func=cmd_compare)
 
+    j = sub.add_parser("judge", help="pairwise LLM-judge win-rates of one run's open-ended completions "
+                                     "against other runs'",
+                       epilog=JUDGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    j.add_argument("--a", required=True, metavar="RUN_A", help="run directory of model A (the reference)")
+    j.add_argument("--b", required=True, nargs="+", metavar="RUN_B",
+                   help="run directory of model B (several: each against A, plus Bradley-Terry strengths)")
+    j.add_argument("--judge", default=None,
+                   help="openai:<model> (default openai:gpt-4o-2024-08-06, key from OPENAI_API_KEY), "
+                        "embedded (offline, SmolLM2: exercises the path, useless as a judge) or hf:<dir>")
+    j.add_argument("--judge-base-url", default=None, metavar="URL",
+                   help="an OpenAI-compatible server for openai:<model> (e.g. http://localhost:8000/v1 "
+                        "from vllm serve)")
+    j.add_argument("--judge-prompt", default="aya101_pairwise", metavar="NAME|FILE",
+                   help="judge prompt: aya101_pairwise (default, the report's), arena_hard_v0.1, or a YAML file")
+    j.add_argument("--tasks", default=None, help="comma-separated open-ended tasks (default: all in the runs)")
+    j.add_argument("--langs", default=None, help="comma-separated languages (default: all in the runs)")
+    j.add_argument("--limit", type=int, default=None, help="first N prompts per language")
+    j.add_argument("--concurrency", type=int, default=16, help="judge requests in flight")
+    j.add_argument("--rpm", type=float, default=None, help="requests-per-minute limit")
+    j.add_argument("--tpm", type=float, default=None, help="tokens-per-minute limit")
+    j.add_argument("--timeout", type=float, default=120.0, help="seconds per judge request")
+    j.add_argument("--attempts", type=int, default=6,
+                   help="tries per request on 429/5xx/timeouts (exponential backoff with jitter)")
+    j.add_argument("--parse-attempts", type=int, default=3,
+                   help="judge replies per judgment while the verdict cannot be parsed; then 'invalid'")
+    j.add_argument("--judge-max-tokens", type=int, default=1024)
+    j.add_argument("--judge-price", default=None, metavar="IN,OUT",
+                   help="USD per million input,output tokens for the cost estimate (default: list price "
+                        "of known OpenAI models)")
+    j.add_argument("--seed", type=int, default=1234, help="seed of the bootstrap CIs")
+    j.add_argument("--output", default=None, help="output directory (default: results/judge-A-vs-B-<time>)")
+    j.add_argument("--results-dir", default="results")
+    j.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="local judges only")
+    j.add_argument("--json", action="store_true", help="print judge.json instead of the table")
+    j.add_argument("--no-progress", action="store_true")
+    j.set_defaults(func=cmd_judge)
+
     t = sub.add_parser("tasks", help="list tasks, languages and where their data is",
                        epilog="examples:\n  glotbench tasks\n  glotbench tasks --data-dir ../shared/data",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,6 +154,7 @@ def cmd_run(args) -> int:
 
     data_dir = Path(args.data_dir) if args.data_dir else None
     task_limits: dict[str, int] = {}
+    task_tokens: dict[str, int] = {}
     if args.tasks is None:
         names = registry.expand("offline")
         if args.data in ("auto", "bundled", "local"):
@@ -123,6 +174,12 @@ def cmd_run(args) -> int:
                     print(f"note: {name} limited to its first {CPU_DEFAULT_GEN_LIMIT} items per language on "
                           f"CPU (generation runs at tens of tokens/s); pass --limit or --tasks {name} "
                           f"for more", file=sys.stderr)
+        if args.max_new_tokens is None and _on_cpu(args.device):
+            for name in names:
+                if registry.get_task(name).judged:
+                    task_tokens[name] = CPU_DEFAULT_OPEN_TOKENS
+                    print(f"note: {name} completions cut at {CPU_DEFAULT_OPEN_TOKENS} new tokens on CPU; "
+                          f"pass --tasks {name} for the task's own length", file=sys.stderr)
     else:
         names = registry.expand(args.tasks)
     langs = None if args.langs.strip() in ("", "all") else tuple(
@@ -132,6 +189,7 @@ def cmd_run(args) -> int:
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
                     results_dir=args.results_dir, chat=args.chat, fewshot_as=args.fewshot_as,
                     max_new_tokens=args.max_new_tokens, task_limits=task_limits,
+                    task_max_new_tokens=task_tokens,
                     xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
                     xcomet_fp16=args.xcomet_fp16)
     units = plan(cfg)
@@ -192,6 +250,42 @@ def cmd_compare(args) -> int:
 
 def _names(value: str | None) -> list[str] | None:
     return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def cmd_judge(args) -> int:
+    import json
+
+    from harness import judge
+    from harness.judge_clients import DEFAULT_JUDGE
+    from harness.store import read_json
+
+    price = None
+    if args.judge_price:
+        try:
+            price = tuple(float(x) for x in args.judge_price.split(","))
+        except ValueError:
+            price = ()
+        if len(price) != 2 or min(price) < 0:
+            raise GlotbenchError(f"--judge-price {args.judge_price!r} is not IN,OUT",
+                                 "give USD per million input and output tokens, e.g. 2.5,10")
+    cfg = judge.JudgeConfig(
+        run_a=args.a, runs_b=tuple(args.b), judge=args.judge or DEFAULT_JUDGE, base_url=args.judge_base_url,
+        prompt=args.judge_prompt, tasks=_names(args.tasks) and tuple(_names(args.tasks)),
+        langs=_names(args.langs) and tuple(_names(args.langs)), limit=args.limit,
+        max_tokens=args.judge_max_tokens, concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm,
+        timeout=args.timeout, attempts=args.attempts, parse_attempts=args.parse_attempts, price=price,
+        seed=args.seed, output=args.output, results_dir=args.results_dir, device=args.device)
+    meta, items, prompt = judge.plan(cfg)
+    path = judge.execute(cfg, meta, items, prompt, progress=not args.no_progress)
+    out = read_json(path / judge.JUDGE_FILE)
+    print(json.dumps(out, indent=1, ensure_ascii=False) if args.json else judge.format_summary(out))
+    print(f"\njudgments written to {path}", file=sys.stderr if args.json else sys.stdout)
+    errors = out["counts"].get("api_errors", 0)
+    if errors:
+        print(f"glotbench: {errors} judgments failed after all retries (recorded as API errors, counted "
+              f"invalid); rerun the same command to retry only those", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_tasks(args) -> int:

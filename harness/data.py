@@ -75,9 +75,13 @@ def _rows(task: Task, lang: str, source: str, root: Path) -> tuple[list[dict], l
     """A language's rows, few-shot pool and a description of where they came from."""
     fs = task.data.fewshot
     if source == "hub":
-        config = task.data.hub_configs.get(lang, lang)
+        config = task.data.hub_config or task.data.hub_configs.get(lang, lang)
         rows = read_hub(task, config, task.data.split, task.data.fields)
         shots = read_hub(task, config, fs.split, fs.fields) if fs is not None else []
+        if task.data.hub_select is not None:
+            rows = task.data.hub_select(rows, lang)
+            shots = task.data.hub_select(shots, lang) if shots else shots
+            return rows, shots, f"hub:{task.data.hub_id}/{config}/{task.data.split}/{lang}"
         return rows, shots, f"hub:{task.data.hub_id}/{config}/{task.data.split}"
     path = local_file(task, lang, root)
     if source == "bundled" and not path.is_file():

@@ -85,42 +85,40 @@ async def retry_async(fn: Callable[[], Awaitable[T]], policy: RetryPolicy = Retr
 
 
 class RateLimiter:
-    """Requests-per-minute and tokens-per-minute budgets as token buckets (a bucket holds at
-    most one minute's budget and refills continuously). ``await acquire(tokens)`` waits until
-    both budgets allow the call; ``None`` disables a budget."""
+    """Requests-per-minute and tokens-per-minute budgets, kept by the generic cell rate
+    algorithm (a "virtual scheduling" leaky bucket): each budget has a theoretical arrival
+    time that advances by ``cost * 60 / limit`` seconds per call, and a call may start once
+    that time is at most ``burst`` seconds ahead of the clock. Over any window of W seconds
+    at most ``limit * (W + burst) / 60`` is spent (plus one call's cost), so a long run
+    keeps to the limit instead of opening with a whole minute's budget at once (providers
+    enforce per-minute limits over shorter windows too); a call costing more tokens than
+    ``burst`` seconds' worth simply waits longer afterwards. ``None`` disables a budget.
+    Waiters are served first come, first served."""
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None,
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, burst: float = 1.0,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         for name, v in (("rpm", rpm), ("tpm", tpm)):
             if v is not None and v <= 0:
                 raise ValueError(f"{name} must be > 0, got {v}")
-        self.rpm, self.tpm, self._clock, self._sleep = rpm, tpm, clock, sleep
-        self._req, self._tok = float(rpm or 0), float(tpm or 0)
-        self._last = clock()
+        if burst < 0:
+            raise ValueError(f"burst must be >= 0, got {burst}")
+        self.rpm, self.tpm, self.burst, self._clock, self._sleep = rpm, tpm, burst, clock, sleep
+        start = clock()
+        self._tat = {"rpm": start, "tpm": start}
         self._lock = asyncio.Lock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        dt, self._last = now - self._last, now
-        if self.rpm:
-            self._req = min(self.rpm, self._req + dt * self.rpm / 60)
-        if self.tpm:
-            self._tok = min(self.tpm, self._tok + dt * self.tpm / 60)
-
     async def acquire(self, tokens: int = 0) -> None:
-        if self.tpm and tokens > self.tpm:
-            raise ValueError(f"a call of {tokens} tokens can never fit a budget of {self.tpm} tokens/min")
-        async with self._lock:  # first come, first served
+        costs = {k: c for k, c, limit in (("rpm", 1, self.rpm), ("tpm", tokens, self.tpm)) if limit}
+        if not costs:
+            return
+        async with self._lock:
             while True:
-                self._refill()
-                need_r = 0.0 if not self.rpm else max(0.0, 1 - self._req) * 60 / self.rpm
-                need_t = 0.0 if not self.tpm else max(0.0, tokens - self._tok) * 60 / self.tpm
-                wait = max(need_r, need_t)
+                now = self._clock()
+                wait = max(self._tat[k] - self.burst - now for k in costs)
                 if wait <= 0:
-                    if self.rpm:
-                        self._req -= 1
-                    if self.tpm:
-                        self._tok -= tokens
+                    for k, c in costs.items():
+                        limit = self.rpm if k == "rpm" else self.tpm
+                        self._tat[k] = max(self._tat[k], now) + c * 60 / limit
                     return
                 await self._sleep(wait)

@@ -74,6 +74,9 @@ class RunConfig:
     """Override of each generative task's generation length."""
     task_limits: dict[str, int] = field(default_factory=dict)
     """Per-task item limits where ``limit`` is None (the default run on CPU)."""
+    task_max_new_tokens: dict[str, int] = field(default_factory=dict)
+    """Per-task generation lengths where ``max_new_tokens`` is None (the default run on CPU
+    shortens open-ended completions)."""
     xcomet: str | None = None
     """Also score translation tasks with this COMET model (hub id or checkpoint path)."""
     xcomet_batch_size: int = 8
@@ -180,6 +183,10 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
                 if task.output_type == "generate":
                     score = task.score(prompt, res[0], unit.lang)
                     records.append(_gen_record(sample.doc_id, prompt, reqs[0], res[0], score, task.metrics))
+                    if task.id_field:
+                        records[-1]["prompt_id"] = str(sample.fields[task.id_field])
+                    if task.judged:
+                        records[-1]["instruction"] = prompt.question
                 else:
                     score = task.score(prompt, res)
                     records.append(_record(sample.doc_id, prompt, res, score))
@@ -299,7 +306,8 @@ def _generation_requests(unit: Unit, cfg: RunConfig, backend) -> None:
     unit.requests = []
     for p in unit.prompts:
         text = backend.apply_chat_template(p.messages(cfg.fewshot_as)) if unit.chat else p.plain()
-        unit.requests.append([GenerationRequest(text, p.stop, cfg.max_new_tokens or p.max_new_tokens)])
+        length = cfg.max_new_tokens or cfg.task_max_new_tokens.get(unit.task.name) or p.max_new_tokens
+        unit.requests.append([GenerationRequest(text, p.stop, length)])
     unit.keys = [[request_key(r) for r in reqs] for reqs in unit.requests]
 
 

@@ -43,13 +43,17 @@ class RunWriter:
         self.tmp.mkdir()
 
     def write_samples(self, task: str, lang: str, records: list[dict]) -> None:
-        path = self.tmp / "samples" / task / f"{lang}.jsonl"
+        self.write_records(f"samples/{task}/{lang}.jsonl", records)
+
+    def write_records(self, relpath: str, records: list[dict]) -> None:
+        """One JSON-lines file at ``relpath`` inside the directory."""
+        path = self.tmp / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
 
-    def finish(self, run: dict) -> Path:
-        write_json_atomic(self.tmp / RUN_FILE, run, indent=1)
+    def finish(self, run: dict, file: str = RUN_FILE) -> Path:
+        write_json_atomic(self.tmp / file, run, indent=1)
         try:
             os.rename(self.tmp, self.final)
         except OSError:
@@ -91,3 +95,7 @@ def read_samples(path: Path, task: str, lang: str) -> list[dict]:
     file = Path(path) / "samples" / task / f"{lang}.jsonl"
     with open(file, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_json(file: Path) -> dict:
+    return json.loads(Path(file).read_text(encoding="utf-8"))

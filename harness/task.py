@@ -45,6 +45,12 @@ class DataSource:
     config is the task language and each field comes from ``hub_field`` of its code."""
     hub_field: str = "{lang}"
     """Parallel text on the hub: the column of a language code (``sentence_{lang}``)."""
+    hub_config: str | None = None
+    """One hub config holding every language (the Aya evaluation suite's Dolly sets); the
+    rows of a language are picked by ``hub_select``."""
+    hub_select: Callable[[list[dict], str], list[dict]] | None = None
+    """With ``hub_config``: (all rows of the config, task language) → that language's rows,
+    in order; raises :class:`~harness.errors.DataError` naming the available languages."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,14 @@ class Task:
     source_field: str | None = None
     """Translation tasks: the row field holding the source segment; makes the task's outputs
     scorable by reference-based neural metrics (xCOMET: source, hypothesis, reference)."""
+    judged: bool = False
+    """Open-ended generation scored pairwise by an LLM judge (``glotbench judge``): a run
+    stores the completions; its own metrics only describe them (length, truncation)."""
+    id_field: str | None = None
+    """Row field identifying a prompt across runs and languages (recorded as ``prompt_id``;
+    the judge pairs two runs' completions on it)."""
+    language_name: Callable[[str], str] | None = None
+    """Task language → its English name (the judge prompt's ``{language}``)."""
 
     def supports(self, lang: str) -> bool:
         return lang in self.languages or (self.accepts is not None and self.accepts(lang))

@@ -15,6 +15,9 @@ REGISTRY: dict[str, str] = {
     "include_loglik": "tasks.include:TASK_LOGLIK",
     "flores": "tasks.flores:TASK",
     "flores_5shot": "tasks.flores:TASK_FEWSHOT",
+    "m_arenahard": "tasks.arena:TASK",
+    "dolly": "tasks.dolly:TASK",
+    "dolly_human": "tasks.dolly:TASK_HUMAN",
 }
 
 SUITES: dict[str, tuple[str, ...]] = {
@@ -23,6 +26,8 @@ SUITES: dict[str, tuple[str, ...]] = {
     "math": ("mgsm",),
     "knowledge": ("global_mmlu", "include"),
     "translation": ("flores",),
+    # Open-ended generation, scored pairwise by `glotbench judge`.
+    "open_ended": ("m_arenahard", "dolly"),
     # Everything the default `glotbench run` tries (tasks without local data are skipped).
-    "offline": ("xcopa", "xstorycloze", "xwinograd", "mgsm", "flores"),
+    "offline": ("xcopa", "xstorycloze", "xwinograd", "mgsm", "flores", "m_arenahard"),
 }

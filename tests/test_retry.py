@@ -111,8 +111,8 @@ def test_rate_limiter_keeps_requests_per_minute():
         for _ in range(180):
             await limiter.acquire()
     run(go())
-    # a full minute's budget at once, then one request per second
-    assert clock.now == pytest.approx(120.0)
+    # one second's burst (2 requests at t=0), then one request per second
+    assert clock.now == pytest.approx(178.0)
 
 
 def test_rate_limiter_keeps_tokens_per_minute():
@@ -123,6 +123,23 @@ def test_rate_limiter_keeps_tokens_per_minute():
         for _ in range(5):
             await limiter.acquire(500)
     run(go())
-    assert clock.now == pytest.approx(90.0)  # 2 calls from the full bucket, then 500 tokens / 30 s
-    with pytest.raises(ValueError, match="can never fit"):
-        run(limiter.acquire(1001))
+    assert clock.now == pytest.approx(119.0)  # 500 tokens = 30 s of budget, 1 s of burst
+    run(limiter.acquire(5000))  # larger than a minute's budget: admitted, then the budget waits
+    assert clock.now == pytest.approx(149.0)
+
+
+def test_rate_limiter_never_exceeds_the_budget_over_a_window():
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=600, tpm=60_000, burst=1.0, clock=clock, sleep=clock.sleep)
+    times = []
+
+    async def go():
+        for _ in range(2000):
+            await limiter.acquire(50)
+            times.append(clock.now)
+    run(go())
+    times = sorted(times)
+    for i, t in enumerate(times):  # any 60 s window holds at most rpm * (60 + burst) / 60 calls
+        j = next((k for k in range(i, len(times)) if times[k] >= t + 60), len(times))
+        assert j - i <= 600 * 61 / 60 + 1
+    assert len(times) / (times[-1] / 60) == pytest.approx(600, rel=0.01)

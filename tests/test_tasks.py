@@ -52,7 +52,9 @@ CASES = [(name, lang) for name in task_names() for lang in get_task(name).langua
 IDS = [f"{name}/{lang}" for name, lang in CASES]
 MC_CASES = [(n, x) for n, x in CASES if get_task(n).output_type == "multiple_choice"]
 # Translation tasks are graded (chrF++), not right/wrong: their contract is in test_flores.py.
-GEN_CASES = [(n, x) for n, x in CASES if get_task(n).output_type == "generate" and not get_task(n).source_field]
+# Open-ended tasks have no right answer (the judge scores them): their contract is in test_judge.py.
+GEN_CASES = [(n, x) for n, x in CASES if get_task(n).output_type == "generate" and not get_task(n).source_field
+             and not get_task(n).judged]
 
 
 @functools.cache
