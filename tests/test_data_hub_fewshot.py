@@ -96,3 +96,50 @@ def test_missing_fewshot_pool_is_a_one_line_error(tmp_path):
         (FIXTURES / "global_mmlu" / "en" / "test.jsonl").read_text())
     with pytest.raises(DataError, match="few-shot file .*dev.jsonl does not exist"):
         load(task, "en", "local", tmp_path)
+
+
+def test_m_arenahard_hub_configs_are_languages(tmp_path, datasets_offline):
+    task = get_task("m_arenahard")
+    de = jsonl(FIXTURES / "m-ArenaHard" / "de.jsonl")
+    en = jsonl(FIXTURES.parent.parent / "tasks" / "data" / "m-ArenaHard" / "en.jsonl")[:3]
+    repo = fake_hub(tmp_path / "marena", {"de": {"test": de}, "en": {"test": en}})
+    hub = load(on_hub(task, repo), "de", "hub")
+    local = load(task, "de", "local", FIXTURES)
+    assert hub.source == f"hub:{repo}/de/test"
+    assert [dict(s.fields) for s in hub.samples] == [dict(s.fields) for s in local.samples]
+    assert hub.sha256 == local.sha256
+    # the same question_id names the same prompt in every language
+    assert [s.fields["question_id"] for s in hub.samples] == [r["question_id"] for r in en]
+
+
+def test_dolly_hub_rows_are_selected_by_language_and_script(tmp_path, datasets_offline):
+    from harness.errors import DataError
+
+    task = get_task("dolly")
+    root = FIXTURES / "aya_evaluation_suite" / "dolly_machine_translated"
+    rows = [r for lang in ("eng", "fra", "zho") for r in jsonl(root / f"{lang}.jsonl")]
+    rows += [{**r, "language": "kas", "script": script} for script in ("Arab", "Deva")
+             for r in jsonl(root / "eng.jsonl")]
+    repo = fake_hub(tmp_path / "aya", {"dolly_machine_translated": {"test": rows}})
+    hub = load(on_hub(task, repo), "fra", "hub")
+    local = load(task, "fra", "local", FIXTURES)
+    assert hub.source == f"hub:{repo}/dolly_machine_translated/test/fra"
+    assert [dict(s.fields) for s in hub.samples] == [dict(s.fields) for s in local.samples]
+    assert hub.sha256 == local.sha256
+    assert [s.fields["script"] for s in load(on_hub(task, repo), "kas_Deva", "hub").samples] == ["Deva"] * 3
+    with pytest.raises(DataError, match="several scripts.*kas_Arab, kas_Deva"):
+        load(on_hub(task, repo), "kas", "hub")
+    with pytest.raises(DataError, match="no rows for language 'swa'.*eng, fra, kas, zho"):
+        load(on_hub(task, repo), "swa", "hub")
+    assert task.supports("kas_Deva") and task.supports("swa") and not task.supports("xx")
+    assert task.language_name("kas_Deva") == "Kashmiri"
+
+
+def test_dolly_human_edited_reads_its_own_config(tmp_path, datasets_offline):
+    task = get_task("dolly_human")
+    rows = jsonl(FIXTURES / "aya_evaluation_suite" / "dolly_human_edited" / "ara.jsonl")
+    repo = fake_hub(tmp_path / "aya", {"dolly_human_edited": {"test": rows}})
+    hub = load(on_hub(task, repo), "ara", "hub")
+    assert hub.source == f"hub:{repo}/dolly_human_edited/test/ara" and len(hub.samples) == 3
+    prompt = task.prompt(hub.samples[0])
+    assert prompt.question == rows[0]["inputs"] and prompt.target == rows[0]["targets"]
