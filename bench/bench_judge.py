@@ -43,8 +43,9 @@ FIELDS = ("wins", "ties", "losses", "invalid", "win_rate")
 def judge(name: str, limit: str, cfg, meta, items, prompt, tmp: Path, *, latency: float, server_rpm=None,
           faults=None) -> tuple[dict, dict]:
     """One ``execute`` against a fresh server and cache: (table row, judge.json)."""
-    from harness.judge import execute
     from openai_server import Faults, OpenAIServer
+
+    from harness.judge import execute
 
     with OpenAIServer(faults=Faults(**(faults or {})), latency=latency, rpm=server_rpm) as server:
         cfg = replace(cfg, base_url=server.base_url, output=str(tmp / name), cache_path=str(tmp / f"{name}.sqlite"))
@@ -139,12 +140,13 @@ def main() -> int:
                       server_rpm=L)[0]
             add(r, r["judgments_per_min"] / L)
             n429 = r["server_status"].get("429", 0)
-            notes.append(f"rpm+server: the server sent {n429} 429s (all retried, lost {r['lost']}). The client's "
-                         f"GCRA allows a 1 s burst: the first ~L/60+1 = {L / 60 + 1:.0f} requests leave at once and "
-                         f"any 60 s window may hold up to L*61/60 = {L * 61 / 60:.0f} requests, so a strict "
-                         f"sliding-minute server can refuse a few once a run outlasts 60 s (this one sent "
-                         f"{r['requests_sent']} requests in {r['wall_s']} s); the burst also puts the ratio "
-                         f"slightly above 1 on short runs")
+            why = (f"none expected: {r['requests_sent']} requests <= L, so no 60 s window could fill"
+                   if r["requests_sent"] <= L else f"retried, lost {r['lost']}")
+            notes.append(f"rpm+server: the server sent {n429} 429s ({why}). The client's GCRA allows a 1 s burst: "
+                         f"the first ~L/60+1 = {L / 60 + 1:.0f} requests leave at once, so the first 60 s window "
+                         f"may hold up to ~L*61/60 = {L * 61 / 60:.0f} requests and a strict sliding-minute server "
+                         f"can refuse a few near t = 60 s once a run outlasts a minute (retried, nothing lost); "
+                         f"the burst also puts the ratio slightly above 1 on short runs")
         if "tpm" in scenarios and estimates:
             mean = sum(estimates) / len(estimates)
             T = round(mean * 1000)

@@ -300,9 +300,7 @@ class Engine:
                 reply, cached = await self._reply(item.messages, attempt)
             except GlotbenchError:
                 raise
-            except Exception as exc:  # retries spent on a transient failure: recorded, counted
-                if not is_transient(exc):
-                    raise
+            except Exception as exc:  # retries spent, or a reply no retry could read: recorded, counted
                 error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
                 break
             replies.append(reply.text)

@@ -89,10 +89,11 @@ class RateLimiter:
     algorithm (a "virtual scheduling" leaky bucket): each budget has a theoretical arrival
     time that advances by ``cost * 60 / limit`` seconds per call, and a call may start once
     that time is at most ``burst`` seconds ahead of the clock. Over any window of W seconds
-    at most ``limit * (W + burst) / 60`` is spent (plus one call's cost), so a long run
-    keeps to the limit instead of opening with a whole minute's budget at once (providers
-    enforce per-minute limits over shorter windows too); a call costing more tokens than
-    ``burst`` seconds' worth simply waits longer afterwards. ``None`` disables a budget.
+    at most ``limit * (W + burst) / 60`` is spent (plus one call's cost), and the budgets
+    start empty, so no minute of a run — the first included — exceeds the limit by more than
+    one call; a run never opens with a whole minute's budget at once (providers enforce
+    per-minute limits over shorter windows too). A call costing more tokens than ``burst``
+    seconds' worth simply waits longer afterwards. ``None`` disables a budget.
     Waiters are served first come, first served."""
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None, burst: float = 1.0,
@@ -104,7 +105,9 @@ class RateLimiter:
         if burst < 0:
             raise ValueError(f"burst must be >= 0, got {burst}")
         self.rpm, self.tpm, self.burst, self._clock, self._sleep = rpm, tpm, burst, clock, sleep
-        start = clock()
+        # Starting a burst ahead: the opening burst is the one a quiet spell would have earned,
+        # so even the first minute of a run holds at most one minute's budget (+ one call).
+        start = clock() + burst
         self._tat = {"rpm": start, "tpm": start}
         self._lock = asyncio.Lock()
 

@@ -355,3 +355,30 @@ def test_generate_then_judge_with_the_embedded_model(tmp_path):
     assert s["n_judgments"] == 4 and s["wins"] + s["ties"] + s["losses"] + s["invalid"] == 4
     assert out["provenance"]["judge"]["backend"] == "transformers"
     assert all(r["attempts"] <= 1 for r in records(tmp_path / "j"))  # a greedy judge is not re-asked
+
+
+def test_unreadable_replies_are_recorded_not_raised(runs, tmp_path):
+    """A reply no retry can help (here: no choices, as from a faulty proxy) is an error on the
+    judgment — counted, the other judgments go on — never a traceback."""
+    import asyncio
+
+    class Broken:
+        deterministic, identity, price = False, "broken-judge", None
+
+        async def complete(self, messages):
+            raise ValueError("the judge returned no choices")
+
+        def fatal(self, exc):
+            return None
+
+        async def close(self):
+            return None
+
+    a, b = runs
+    cfg = judge_mod.JudgeConfig(run_a=str(a), runs_b=(str(b),), cache_path=str(tmp_path / "c.sqlite"))
+    _, items, prompt = judge_mod.plan(cfg)
+    cache = RequestCache(tmp_path / "c.sqlite")
+    recs = asyncio.run(judge_mod.Engine(Broken(), prompt, cache, cfg).run(items))
+    cache.close()
+    judged = [r for r in recs if r["verdict"] != "identical"]
+    assert len(judged) == 28 and all(r["outcome"] == "invalid" and r["error"].startswith("ValueError") for r in judged)

@@ -111,8 +111,8 @@ def test_rate_limiter_keeps_requests_per_minute():
         for _ in range(180):
             await limiter.acquire()
     run(go())
-    # one second's burst (2 requests at t=0), then one request per second
-    assert clock.now == pytest.approx(178.0)
+    # one request per second from the start: no opening burst
+    assert clock.now == pytest.approx(179.0)
 
 
 def test_rate_limiter_keeps_tokens_per_minute():
@@ -123,9 +123,9 @@ def test_rate_limiter_keeps_tokens_per_minute():
         for _ in range(5):
             await limiter.acquire(500)
     run(go())
-    assert clock.now == pytest.approx(119.0)  # 500 tokens = 30 s of budget, 1 s of burst
+    assert clock.now == pytest.approx(120.0)  # 500 tokens = 30 s of budget
     run(limiter.acquire(5000))  # larger than a minute's budget: admitted, then the budget waits
-    assert clock.now == pytest.approx(149.0)
+    assert clock.now == pytest.approx(150.0)
 
 
 def test_rate_limiter_never_exceeds_the_budget_over_a_window():
@@ -142,4 +142,5 @@ def test_rate_limiter_never_exceeds_the_budget_over_a_window():
     for i, t in enumerate(times):  # any 60 s window holds at most rpm * (60 + burst) / 60 calls
         j = next((k for k in range(i, len(times)) if times[k] >= t + 60), len(times))
         assert j - i <= 600 * 61 / 60 + 1
+    assert sum(t < 60 for t in times) <= 601  # the first minute: the limit, plus one call
     assert len(times) / (times[-1] / 60) == pytest.approx(600, rel=0.01)
