@@ -140,13 +140,10 @@ def main() -> int:
                       server_rpm=L)[0]
             add(r, r["judgments_per_min"] / L)
             n429 = r["server_status"].get("429", 0)
-            why = (f"none expected: {r['requests_sent']} requests <= L, so no 60 s window could fill"
-                   if r["requests_sent"] <= L else f"retried, lost {r['lost']}")
-            notes.append(f"rpm+server: the server sent {n429} 429s ({why}). The client's GCRA allows a 1 s burst: "
-                         f"the first ~L/60+1 = {L / 60 + 1:.0f} requests leave at once, so the first 60 s window "
-                         f"may hold up to ~L*61/60 = {L * 61 / 60:.0f} requests and a strict sliding-minute server "
-                         f"can refuse a few near t = 60 s once a run outlasts a minute (retried, nothing lost); "
-                         f"the burst also puts the ratio slightly above 1 on short runs")
+            notes.append(f"rpm+server: the server, enforcing the same {L:g} rpm over a sliding minute, sent {n429} "
+                         f"429s (retried; lost {r['lost']}). The client's limiter opens with an empty burst "
+                         f"allowance, so no 60 s window holds more than L + 1 requests (a strict server may refuse "
+                         f"that one request; it is retried)")
         if "tpm" in scenarios and estimates:
             mean = sum(estimates) / len(estimates)
             T = round(mean * 1000)
