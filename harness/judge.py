@@ -131,14 +131,14 @@ def plan(cfg: JudgeConfig) -> tuple[dict, list[Item], JudgePrompt]:
             raise GlotbenchError(f"{name} must be > 0, got {value}")
     prompt = load_prompt(cfg.prompt)
     paths = [Path(cfg.run_a), *map(Path, cfg.runs_b)]
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise GlotbenchError("the same run is named twice among --a and --b", "compare different runs")
     runs = {p: _completions(p) for p in paths}
     names = _names(paths)
     a = paths[0]
     items: list[Item] = []
     units: dict[str, list[str]] = {}
     for b in paths[1:]:
-        if b.resolve() == a.resolve():
-            raise GlotbenchError(f"--a and --b name the same run {a}", "compare two different runs")
         selected = _select(runs[a], runs[b], names[a], names[b], cfg)
         for task, lang in selected:
             units.setdefault(task, [])

@@ -305,6 +305,8 @@ def test_runs_with_different_prompts_or_languages_are_refused(runs, tmp_path, ca
         assert "has no completions for m_arenahard/de" in err or "m_arenahard/en" in err
         err = one_line_error(capsys, judge_args(a, a, server, tmp_path / "j"))
         assert "same run" in err
+        err = one_line_error(capsys, judge_args(a, [b, b], server, tmp_path / "j"))
+        assert "same run" in err
         err = one_line_error(capsys, judge_args(a, b, server, tmp_path / "j", "--tasks", "dolly"))
         assert "no completions for task 'dolly'" in err
         assert server.stats()["requests"] == 0
