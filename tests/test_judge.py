@@ -71,6 +71,14 @@ def records(out: Path) -> list[dict]:
     return [json.loads(x) for f in sorted((out / "judgments").rglob("*.jsonl")) for x in f.read_text().splitlines()]
 
 
+def fault_free_results(a: Path, b: Path, tmp_path: Path) -> dict:
+    """The results of judging a against b from scratch (a fresh cache) on a fault-free server."""
+    os.environ["GLOTBENCH_REQUEST_CACHE"] = str(tmp_path / "fresh.sqlite")  # monkeypatch restores it
+    with OpenAIServer() as server:
+        assert main(judge_args(a, b, server, tmp_path / "fresh")) == 0
+    return read(tmp_path / "fresh")["results"]
+
+
 def expected_outcome(item: judge_mod.Item) -> str:
     """What the scripted judge decides, recomputed from the rendered messages."""
     text = default_verdict({"messages": [{"role": m.role, "content": m.content} for m in item.messages]})
@@ -171,10 +179,7 @@ def test_failed_requests_are_counted_and_a_rerun_sends_only_those(runs, tmp_path
     second = read(tmp_path / "second")
     assert second["usage"]["from_cache"] == 28 - failed and second["counts"]["api_errors"] == 0
     assert second["usage"]["cached_prompt_tokens"] > 0
-    os.environ["GLOTBENCH_REQUEST_CACHE"] = str(tmp_path / "fresh.sqlite")
-    with OpenAIServer() as server:
-        assert main(judge_args(a, b, server, tmp_path / "fresh")) == 0
-    assert read(tmp_path / "fresh")["results"] == second["results"]
+    assert fault_free_results(a, b, tmp_path) == second["results"]
 
 
 def test_a_killed_judging_resumes_without_paying_twice(runs, tmp_path):
@@ -200,10 +205,7 @@ def test_a_killed_judging_resumes_without_paying_twice(runs, tmp_path):
         resent = server.stats()["requests"]
     out = read(tmp_path / "j")
     assert resent == 28 - done and out["usage"]["from_cache"] == done
-    os.environ["GLOTBENCH_REQUEST_CACHE"] = str(tmp_path / "fresh.sqlite")
-    with OpenAIServer() as server:
-        assert main(judge_args(a, b, server, tmp_path / "fresh")) == 0
-    assert read(tmp_path / "fresh")["results"] == out["results"]
+    assert fault_free_results(a, b, tmp_path) == out["results"]
 
 
 def test_position_bias_is_measured_and_cancelled(runs, tmp_path):
