@@ -42,6 +42,14 @@ JUDGE_EXAMPLES = """examples:
 """
 
 
+GATE_EXAMPLES = """examples:
+  glotbench gate --baseline results/reference --candidate results/new
+  glotbench gate --baseline results/base --candidate results/new --policy gate.yaml --markdown comment.md
+  glotbench gate --baseline results/base --candidate results/new --judgments results/judge-base-vs-new
+  glotbench gate --baseline results/base --sequential --model hf:/ckpt/step-2000
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="glotbench", description="Measure multilingual LLMs (the Aya Expanse evaluation suite).",
@@ -154,6 +162,48 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data", choices=("auto", "bundled", "local", "hub"), default="auto")
     m.add_argument("--data-dir", default=None)
     m.set_defaults(func=cmd_import)
+
+    tb = sub.add_parser("table", help="the report's Tables 2/3 from finished runs (Markdown, LaTeX or CSV)",
+                        epilog="examples:\n  glotbench table results/a results/b\n"
+                               "  glotbench table results/* --by-language --format latex > tables.tex",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tb.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    tb.add_argument("--format", choices=("md", "latex", "csv"), default="md")
+    tb.add_argument("--by-language", action="store_true", help="also every task × language matrix with CIs")
+    tb.add_argument("--groups", action="store_true", help="also the X→en / en→X translation columns")
+    tb.set_defaults(func=cmd_table)
+
+    rp = sub.add_parser("report", help="one self-contained HTML leaderboard from runs and judge directories",
+                        epilog="examples:\n  glotbench report results/a results/b results/judge-a-vs-b -o report.html\n"
+                               "  glotbench report results/* -o report.html --figures figures/",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("paths", nargs="+", metavar="RUN_OR_JUDGE", help="run directories and judge directories")
+    rp.add_argument("-o", "--output", required=True, help="HTML file to write")
+    rp.add_argument("--title", default="glotbench report")
+    rp.add_argument("--figures", default=None, metavar="DIR", help="also write every figure as PNG and SVG here")
+    rp.set_defaults(func=cmd_report)
+
+    g = sub.add_parser("gate", help="does a candidate checkpoint regress against a baseline? (exit 0 pass, "
+                                    "1 regression, 2 usage/data error)",
+                       epilog=GATE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--baseline", required=True, metavar="RUN", help="run directory of the baseline")
+    g.add_argument("--candidate", default=None, metavar="RUN", help="run directory of the candidate")
+    g.add_argument("--policy", default=None, metavar="FILE",
+                   help="gate policy YAML (default: harness/gate_policy.yaml: alpha 0.05, margins from the "
+                        "minimum detectable effect)")
+    g.add_argument("--judgments", default=None, metavar="JUDGE_DIR",
+                   help="a glotbench judge directory comparing the two runs (gates open-ended win-rates)")
+    g.add_argument("--json", default=None, metavar="FILE", help="also write the full result as JSON")
+    g.add_argument("--markdown", default=None, metavar="FILE", help="also write the summary (a CI comment)")
+    g.add_argument("--sequential", action="store_true",
+                   help="evaluate --model on the baseline's items in random-order batches and stop as soon as "
+                        "an anytime-valid test settles every task")
+    g.add_argument("--model", default=None, help="with --sequential: the candidate model (embedded, hf:<dir>)")
+    g.add_argument("--batch", type=int, default=50, help="with --sequential: items per task/language per step")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=cmd_gate)
 
     t = sub.add_parser("tasks", help="list tasks, languages and where their data is",
                        epilog="examples:\n  glotbench tasks\n  glotbench tasks --data-dir ../shared/data",
@@ -314,6 +364,54 @@ def cmd_import(args) -> int:
                           limit=args.limit)
     print(f"imported {args.file} as run {path}")
     return 0
+
+
+def cmd_table(args) -> int:
+    from harness.tables import table_text
+
+    print(table_text([Path(r) for r in args.runs], args.format, by_language=args.by_language, groups=args.groups))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness.report import report_from_store
+
+    out = report_from_store([Path(p) for p in args.paths], Path(args.output), args.title,
+                            Path(args.figures) if args.figures else None)
+    print(f"report written to {out['report']}" + (f" ({len(out['files']) - 1} figure files)" if args.figures else ""))
+    return 0
+
+
+def cmd_gate(args) -> int:
+    import json
+
+    from harness import gate
+    from harness.hashing import write_json_atomic
+
+    policy = gate.load_policy(args.policy)
+    if args.sequential:
+        if not args.model or args.candidate:
+            raise GlotbenchError("--sequential evaluates a model: pass --model SPEC (and no --candidate)",
+                                 "e.g. glotbench gate --baseline results/base --sequential --model hf:/ckpt")
+        from harness import seqgate
+
+        result = seqgate.sequential_gate(Path(args.baseline), args.model, policy, batch=args.batch,
+                                         device=args.device, batch_size=args.batch_size,
+                                         progress=not args.no_progress)
+        text = seqgate.format_markdown(result)
+    else:
+        if not args.candidate or args.model:
+            raise GlotbenchError("the gate needs --candidate RUN (or --sequential --model SPEC)",
+                                 "e.g. glotbench gate --baseline results/base --candidate results/new")
+        result = gate.gate(Path(args.baseline), Path(args.candidate), policy,
+                           Path(args.judgments) if args.judgments else None)
+        text = gate.format_markdown(result)
+    print(text)
+    if args.json:
+        write_json_atomic(Path(args.json), json.loads(json.dumps(result, default=str)), indent=1)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n", encoding="utf-8")
+    return gate.exit_code(result)
 
 
 def cmd_tasks(args) -> int:

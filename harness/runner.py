@@ -96,6 +96,11 @@ class Unit:
     requests: list[list] = field(default_factory=list)
     """Per item, the backend requests (log-likelihood pairs or one generation)."""
     chat: bool = False
+    samples: list | None = None
+    """The items' samples when not the first ``len(prompts)`` of the data (a subset)."""
+
+    def item_samples(self) -> list:
+        return self.samples if self.samples is not None else list(self.loaded.samples[:len(self.prompts)])
 
 
 def plan(cfg: RunConfig) -> list[Unit]:
@@ -148,7 +153,6 @@ def plan(cfg: RunConfig) -> list[Unit]:
 def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     started = time.time()
     backend = load_backend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
-    model_key = backend.identity.cache_key
     name = cfg.output or str(Path(cfg.results_dir) / default_name(backend.identity.name))
     writer = RunWriter(Path(name))
     cache = RequestCache(Path(cfg.cache_path) if cfg.cache_path else None)
@@ -161,38 +165,8 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     results: dict[str, dict[str, dict]] = {}
     prov_tasks: dict[str, dict] = {}
     timings: dict[str, float] = {}
-    pooled: dict | None = None
     try:
-        scored: list[tuple[Unit, list[dict], list[dict]]] = []
-        for unit in units:
-            t0 = time.time()
-            task = unit.task
-            if task.output_type == "generate":
-                if pooled is None:
-                    # Every generative request of the run at once: batches mix languages and
-                    # tasks (each row stops at its own stop strings), so a language with few
-                    # items never runs a batch of its own.
-                    pooled = _answer([u for u in units if u.task.output_type == "generate"],
-                                     backend, cache, model_key, bar, counts)
-                answers = pooled
-            else:
-                answers = _answer([unit], backend, cache, model_key, bar, counts)
-            records, scores = [], []
-            for sample, prompt, keys, reqs in zip(unit.loaded.samples, unit.prompts, unit.keys, unit.requests):
-                res = [answers[k] for k in keys]
-                if task.output_type == "generate":
-                    score = task.score(prompt, res[0], unit.lang)
-                    records.append(_gen_record(sample.doc_id, prompt, reqs[0], res[0], score, task.metrics))
-                    if task.id_field:
-                        records[-1]["prompt_id"] = str(sample.fields[task.id_field])
-                    if task.judged:
-                        records[-1]["instruction"] = prompt.question
-                else:
-                    score = task.score(prompt, res)
-                    records.append(_record(sample.doc_id, prompt, res, score))
-                scores.append(score)
-            scored.append((unit, records, scores))
-            timings[f"{unit.task.name}/{unit.lang}"] = round(time.time() - t0, 3)
+        scored = answer_and_score(units, backend, cache, bar, counts, timings)
         bar.close()
         extra: dict[str, tuple[str, ...]] = {}
         neural = None
@@ -242,6 +216,54 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
         raise
     finally:
         cache.close()
+
+
+def answer_and_score(units: list[Unit], backend, cache: RequestCache, bar, counts: dict,
+                     timings: dict | None = None) -> list[tuple[Unit, list[dict], list[dict]]]:
+    """Every unit's responses (cache first, then the backend in committed chunks) and its
+    per-example records and scores, in item order."""
+    model_key = backend.identity.cache_key
+    scored: list[tuple[Unit, list[dict], list[dict]]] = []
+    pooled: dict | None = None
+    for unit in units:
+        t0 = time.time()
+        task = unit.task
+        if task.output_type == "generate":
+            if pooled is None:
+                # Every generative request of the run at once: batches mix languages and
+                # tasks (each row stops at its own stop strings), so a language with few
+                # items never runs a batch of its own.
+                pooled = _answer([u for u in units if u.task.output_type == "generate"],
+                                 backend, cache, model_key, bar, counts)
+            answers = pooled
+        else:
+            answers = _answer([unit], backend, cache, model_key, bar, counts)
+        records, scores = [], []
+        for sample, prompt, keys, reqs in zip(unit.item_samples(), unit.prompts, unit.keys, unit.requests):
+            res = [answers[k] for k in keys]
+            if task.output_type == "generate":
+                score = task.score(prompt, res[0], unit.lang)
+                records.append(_gen_record(sample.doc_id, prompt, reqs[0], res[0], score, task.metrics))
+                if task.id_field:
+                    records[-1]["prompt_id"] = str(sample.fields[task.id_field])
+                if task.judged:
+                    records[-1]["instruction"] = prompt.question
+            else:
+                score = task.score(prompt, res)
+                records.append(_record(sample.doc_id, prompt, res, score))
+            scores.append(score)
+        scored.append((unit, records, scores))
+        if timings is not None:
+            timings[f"{unit.task.name}/{unit.lang}"] = round(time.time() - t0, 3)
+    return scored
+
+
+def subset(unit: Unit, positions: list[int]) -> Unit:
+    """The unit restricted to some of its items (positions in item order), requests included."""
+    samples = unit.item_samples()
+    return Unit(unit.task, unit.lang, unit.loaded, [unit.prompts[i] for i in positions],
+                [unit.keys[i] for i in positions], [unit.requests[i] for i in positions], unit.chat,
+                [samples[i] for i in positions])
 
 
 def _answer(units: list[Unit], backend, cache: RequestCache, model_key: str, bar, counts) -> dict:

@@ -133,14 +133,20 @@ def test_default_run_is_the_offline_suite_with_generation_limited_on_cpu(monkeyp
     with pytest.raises(_Captured):
         main(["run", "--device", "cpu"])
     cfg = seen["cfg"]
-    assert cfg.tasks == ("xcopa", "xwinograd", "mgsm", "flores")  # xstorycloze: no local data, skipped
-    assert cfg.limit is None and cfg.task_limits == {"mgsm": 2, "flores": 2}
+    # xstorycloze: no local data, skipped; m_arenahard: the bundled English prompts
+    assert cfg.tasks == ("xcopa", "xwinograd", "mgsm", "flores", "m_arenahard")
+    assert cfg.limit is None and cfg.task_limits == {"mgsm": 2, "flores": 2, "m_arenahard": 2}
+    assert cfg.max_new_tokens is None and cfg.task_max_new_tokens == {"m_arenahard": 256}
     err = capsys.readouterr().err
     assert "skipping xstorycloze" in err and "mgsm limited to its first 2 items" in err
+    assert "m_arenahard completions cut at 256 new tokens" in err
 
     with pytest.raises(_Captured):
         main(["run", "--device", "cpu", "--limit", "3"])
     assert seen["cfg"].task_limits == {} and seen["cfg"].limit == 3
+    with pytest.raises(_Captured):
+        main(["run", "--device", "cpu", "--max-new-tokens", "64"])
+    assert seen["cfg"].task_max_new_tokens == {} and seen["cfg"].max_new_tokens == 64
     with pytest.raises(_Captured):
         main(["run", "--device", "cpu", "--tasks", "mgsm"])
     assert seen["cfg"].task_limits == {} and seen["cfg"].tasks == ("mgsm",)
