@@ -221,14 +221,21 @@ def cmd_run(args) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else None
     task_limits: dict[str, int] = {}
     task_tokens: dict[str, int] = {}
+    task_langs: dict[str, tuple[str, ...]] = {}
     if args.tasks is None:
         names = registry.expand("offline")
         if args.data in ("auto", "bundled", "local"):
             kept = []
             for name in names:
                 task = registry.get_task(name)
-                if any(data_mod.available(task, lang, data_dir) for lang in task.languages):
+                local = [lang for lang in task.languages if data_mod.available(task, lang, data_dir)]
+                if local:
                     kept.append(name)
+                    if len(local) < len(task.languages):
+                        task_langs[name] = tuple(local)
+                        print(f"note: {name} runs on {', '.join(local)} only (the other "
+                              f"{len(task.languages) - len(local)} languages are on the hub: use --data hub "
+                              f"or --data-dir)", file=sys.stderr)
                 else:
                     print(f"note: skipping {name}: no local data (hub id {task.data.hub_id}; "
                           f"use --data hub or --data-dir)", file=sys.stderr)
@@ -255,7 +262,7 @@ def cmd_run(args) -> int:
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
                     results_dir=args.results_dir, chat=args.chat, fewshot_as=args.fewshot_as,
                     max_new_tokens=args.max_new_tokens, task_limits=task_limits,
-                    task_max_new_tokens=task_tokens,
+                    task_max_new_tokens=task_tokens, task_langs=task_langs,
                     xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
                     xcomet_fp16=args.xcomet_fp16)
     units = plan(cfg)

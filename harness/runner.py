@@ -74,6 +74,8 @@ class RunConfig:
     """Override of each generative task's generation length."""
     task_limits: dict[str, int] = field(default_factory=dict)
     """Per-task item limits where ``limit`` is None (the default run on CPU)."""
+    task_langs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per-task languages where ``langs`` is None (the default run keeps those with local data)."""
     task_max_new_tokens: dict[str, int] = field(default_factory=dict)
     """Per-task generation lengths where ``max_new_tokens`` is None (the default run on CPU
     shortens open-ended completions)."""
@@ -133,7 +135,10 @@ def plan(cfg: RunConfig) -> list[Unit]:
             if not any(t.supports(lang) for t in tasks):
                 tasks[0].check_langs([lang])  # raises with the close match
     for task in tasks:
-        langs = list(task.languages) if cfg.langs is None else [x for x in cfg.langs if task.supports(x)]
+        if cfg.langs is not None:
+            langs = [x for x in cfg.langs if task.supports(x)]
+        else:
+            langs = list(cfg.task_langs.get(task.name, task.languages))
         for lang in langs:
             loaded = data_mod.load(task, lang, cfg.data, data_dir)
             limit = cfg.limit or cfg.task_limits.get(task.name)

@@ -122,7 +122,8 @@ def _config(base: dict, model: str, device: str, batch_size: int) -> RunConfig:
         raise GlotbenchError("the baseline is not a glotbench run of tasks (an import?)",
                              "pass a run directory written by glotbench run")
     keep = {f: c[f] for f in ("tasks", "langs", "limit", "data", "data_dir", "chat", "fewshot_as",
-                              "max_new_tokens", "task_limits", "task_max_new_tokens", "seed") if f in c}
+                              "max_new_tokens", "task_limits", "task_max_new_tokens", "task_langs", "seed")
+            if f in c}
     keep["tasks"] = tuple(keep["tasks"])
     if keep.get("langs") is not None:
         keep["langs"] = tuple(keep["langs"])
@@ -143,7 +144,11 @@ def _stream(unit: Unit, base: dict, baseline: Path, policy: Policy) -> dict:
         raise GlotbenchError(f"{key}: the candidate's prompts differ from the baseline's (prompt_sha256; "
                              "a different chat template?)", "set allow_prompt_change: true in the policy "
                              "to gate anyway")
-    records = {r["doc_id"]: r for r in read_samples(baseline, task.name, lang)}
+    try:
+        records = {r["doc_id"]: r for r in read_samples(baseline, task.name, lang)}
+    except OSError:
+        raise GlotbenchError(f"baseline {baseline} lacks its samples of {key}",
+                             "the run directory is incomplete; regenerate it with glotbench run") from None
     docs = [s.doc_id for s in unit.item_samples()]
     if set(docs) != set(records):
         raise GlotbenchError(f"{key}: the baseline scored other items ({len(records)} vs {len(docs)})",

@@ -137,6 +137,7 @@ def test_default_run_is_the_offline_suite_with_generation_limited_on_cpu(monkeyp
     assert cfg.tasks == ("xcopa", "xwinograd", "mgsm", "flores", "m_arenahard")
     assert cfg.limit is None and cfg.task_limits == {"mgsm": 2, "flores": 2, "m_arenahard": 2}
     assert cfg.max_new_tokens is None and cfg.task_max_new_tokens == {"m_arenahard": 256}
+    assert cfg.task_langs == {"m_arenahard": ("en",)}  # the other 22 are hub-only
     err = capsys.readouterr().err
     assert "skipping xstorycloze" in err and "mgsm limited to its first 2 items" in err
     assert "m_arenahard completions cut at 256 new tokens" in err
