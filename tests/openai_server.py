@@ -31,6 +31,7 @@ import collections
 import hashlib
 import json
 import math
+import signal
 import socket
 import threading
 import time
@@ -589,6 +590,13 @@ def main(argv: list[str] | None = None) -> None:
         model=args.model,
         port=args.port,
     )
+    # A process started in the background of a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: install it (and SIGTERM) here.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     with server:
         print(f"serving {server.base_url} (model {server.model!r}); Ctrl-C to stop", flush=True)
         try:

@@ -199,7 +199,7 @@ def test_a_killed_judging_resumes_without_paying_twice(runs, tmp_path):
         db = RequestCache(cache)
         done = db._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         db.close()
-        assert 8 <= done < 28
+        assert 0 < done < 28  # replies counted by the server may still be on their way to the cache
         server.reset_stats()
         assert main(judge_args(a, b, server, tmp_path / "j")) == 0
         resent = server.stats()["requests"]
