@@ -60,223 +60,35 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from statistics import NormalDist
-from typing import Literal
 
 import numpy as np
-import yaml
 
 import harness
 from harness import mt_metrics
-from harness.errors import DataError, GlotbenchError, close_match
+from harness.errors import DataError, GlotbenchError
+from harness.gate_policy import POLICY_FILE, Policy, load_policy  # noqa: F401 - re-exported
 from harness.hashing import json_sha256
+from harness.paired_stats import (  # noqa: F401 - the gate's statistics, re-exported
+    DeltaTest,
+    benjamini_hochberg,
+    bootstrap_deltas,
+    chrf_corpus,
+    delta_test,
+    mcnemar_exact,
+    mde,
+    paired_bootstrap_delta,
+)
 from harness.store import read_json, read_run, read_samples
 from harness.winrate import Judgment, _bootstrap_rates, _by_prompt, _prompt_counts
 
-POLICY_FILE = Path(__file__).with_name("gate_policy.yaml")
 WIN_RATE = "win_rate"
 """The gated metric of open-ended tasks: the candidate's win-rate, ties counting half."""
-_CHUNK = 256
-"""Bootstrap resamples drawn per block (bounds memory on large languages)."""
 _RANK = {"pass": 0, "inconclusive": 1, "regression": 2}
 
 
-@dataclass(frozen=True)
-class Policy:
-    """A regression policy; ``harness/gate_policy.yaml`` documents every key."""
-
-    alpha: float = 0.05
-    """One-sided level of each test; CIs are two-sided at 1 − 2·alpha."""
-    power: float = 0.8
-    """Power of the default margin (the minimum detectable effect)."""
-    margins: dict[str, float | dict[str, float]] = field(default_factory=dict)
-    """Task → margin for its first gated metric, or task → {metric: margin}."""
-    on_inconclusive: Literal["pass", "fail"] = "pass"
-    require_all: bool = False
-    """Every task and language of either run must be gated."""
-    allow_prompt_change: bool = False
-    """A prompt_sha256 difference is a warning, not an error."""
-    seed: int = 1234
-    resamples: int = 1000
-    metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """Task → metrics to gate (default: the headline metric, plus xcomet when both runs have it)."""
-    source: str = "default"
-    """Where the policy was read from (not a YAML key)."""
-
-
-def _number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "alpha": (lambda v: _number(v) and 0 < v < 0.5, "a number in (0, 0.5)"),
-    "power": (lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
-    "resamples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 10**6,
-                  "an integer in [1, 1000000]"),
-    "require_all": (lambda v: isinstance(v, bool), "true or false"),
-    "allow_prompt_change": (lambda v: isinstance(v, bool), "true or false"),
-    "on_inconclusive": (lambda v: v in ("pass", "fail"), "'pass' or 'fail'"),
-    "margins": (lambda v: v is None or isinstance(v, dict), "a mapping task → margin"),
-    "metrics": (lambda v: v is None or isinstance(v, dict), "a mapping task → metric name(s)"),
-}
-
-
-def load_policy(path: Path | str | None = None) -> Policy:
-    """Read and strictly validate a policy YAML (None: the bundled default policy)."""
-    file = Path(path) if path is not None else POLICY_FILE
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GlotbenchError(f"cannot read policy file {file}: {exc.strerror}",
-                             "pass an existing --policy file") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise GlotbenchError(f"policy file {file} is not valid YAML{line}", "fix its syntax") from None
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise GlotbenchError(f"policy file {file} must hold a mapping of keys, got {type(raw).__name__}")
-    keys = [f.name for f in fields(Policy) if f.name != "source"]
-    for key in raw:
-        if key not in keys:
-            raise GlotbenchError(f"{file}: unknown policy key {key!r}{close_match(str(key), keys)}",
-                                 f"allowed keys: {', '.join(keys)}")
-
-    for key, (ok, want) in _CHECKS.items():
-        if key in raw and not ok(raw[key]):
-            raise GlotbenchError(f"{file}: {key} must be {want}, got {raw[key]!r}")
-    alpha, resamples = raw.get("alpha", Policy.alpha), raw.get("resamples", Policy.resamples)
-    if (resamples + 1) * alpha <= 1:
-        raise GlotbenchError(f"{file}: resamples {resamples} cannot reach p < alpha {alpha}",
-                             f"use resamples >= {math.ceil(1 / alpha)}")
-    margins = {}
-    for task, m in (raw.get("margins") or {}).items():
-        items = m.items() if isinstance(m, dict) else [(None, m)]
-        for metric, v in items:
-            if not _number(v) or v <= 0:
-                name = f"margins.{task}" + (f".{metric}" if metric is not None else "")
-                raise GlotbenchError(f"{file}: {name} must be a positive number, got {v!r}",
-                                     "margins are in the metric's units (0.02 = 2 accuracy points)")
-        margins[str(task)] = {str(k): float(v) for k, v in m.items()} if isinstance(m, dict) else float(m)
-    metrics = {}
-    for task, m in (raw.get("metrics") or {}).items():
-        names = [m] if isinstance(m, str) else m
-        if not isinstance(names, list) or not names or not all(isinstance(x, str) for x in names) \
-                or len(set(names)) < len(names):
-            raise GlotbenchError(f"{file}: metrics.{task} must be a metric name or a list of distinct "
-                                 f"names, got {m!r}")
-        metrics[str(task)] = tuple(names)
-    values = {k: raw[k] for k in keys if k in raw and k not in ("margins", "metrics")}
-    return Policy(**values, margins=margins, metrics=metrics,
-                  source="default" if path is None else str(file))
-
-
 # ---------------------------------------------------------------------------- statistics
-
-
-@dataclass(frozen=True)
-class DeltaTest:
-    """A non-inferiority test of one paired difference against a margin."""
-
-    delta: float
-    """Point estimate of Δ = candidate − baseline."""
-    ci: tuple[float, float]
-    """Two-sided (1 − 2·alpha) percentile bootstrap interval of Δ."""
-    se: float
-    """Bootstrap standard deviation of Δ (ddof=1)."""
-    margin: float
-    alpha: float
-    p_noninferior: float
-    """H0: Δ ≤ −margin; (1 + #{Δ* ≤ −margin}) / (B + 1)."""
-    p_regression: float
-    """H0: Δ ≥ −margin; (1 + #{Δ* ≥ −margin}) / (B + 1)."""
-    resamples: int
-
-
-def mde(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Minimum detectable effect of a one-sided level-``alpha`` test: (z_{1−α} + z_power)·se."""
-    z = NormalDist()
-    return (z.inv_cdf(1 - alpha) + z.inv_cdf(power)) * se
-
-
-def mcnemar_exact(baseline: Sequence[float], candidate: Sequence[float]) -> float:
-    """Two-sided exact McNemar p-value of paired 0/1 outcomes: a binomial(½) test on the
-    discordant pairs (equal to ``scipy.stats.binomtest(k, n, 0.5).pvalue``), 1 when none."""
-    b, c = np.asarray(baseline), np.asarray(candidate)
-    worse, better = int(np.sum((b == 1) & (c == 0))), int(np.sum((b == 0) & (c == 1)))
-    n = worse + better
-    if n == 0:
-        return 1.0
-    term = tail = 1  # exact integers: C(n, 0) + ... + C(n, min), term by term
-    for i in range(min(worse, better)):
-        term = term * (n - i) // (i + 1)
-        tail += term
-    return min(1.0, 2 * tail / 2**n)
-
-
-def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
-    """Benjamini–Hochberg adjusted p-values (step-up, monotone, capped at 1), in input order;
-    as ``scipy.stats.false_discovery_control(p, method="bh")``."""
-    p = np.asarray(p_values, dtype=float)
-    if np.any((p < 0) | (p > 1) | np.isnan(p)):
-        raise ValueError(f"p-values must lie in [0, 1], got {p_values}")
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    ranked = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    return [float(x) for x in out]
-
-
-def bootstrap_deltas(baseline: np.ndarray, candidate: np.ndarray, seed: int | Sequence[int],
-                     resamples: int, corpus: Callable[[np.ndarray], float] | None = None) -> np.ndarray:
-    """Paired bootstrap replicates of Δ: example indices resampled with replacement (the same
-    draw for both runs). Values are (n,) per-example scores (Δ of means) or (n, k) sufficient
-    statistics with ``corpus`` mapping a (k,) column sum to the corpus score."""
-    b, c = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
-    if b.shape != c.shape or len(b) == 0:
-        raise ValueError(f"paired values need equal, non-empty shapes, got {b.shape} and {c.shape}")
-    n, rng, out = len(b), np.random.default_rng(seed), np.empty(resamples)
-    for start in range(0, resamples, _CHUNK):
-        k = min(_CHUNK, resamples - start)
-        idx = rng.integers(0, n, size=(k, n))
-        if corpus is None:
-            out[start:start + k] = (c - b)[idx].mean(axis=1)
-        else:  # counts per example, then weighted sums of the statistics
-            w = np.bincount((idx + n * np.arange(k)[:, None]).ravel(), minlength=k * n).reshape(k, n)
-            out[start:start + k] = [corpus(tc) - corpus(tb) for tb, tc in zip(w @ b, w @ c)]
-    return out
-
-
-def delta_test(delta: float, replicates: np.ndarray, margin: float, alpha: float) -> DeltaTest:
-    """Non-inferiority and regression p-values and the CI from bootstrap replicates of Δ
-    (NaN replicates, e.g. resamples without a valid verdict, are left out)."""
-    r = np.asarray(replicates, dtype=float)
-    r = r[~np.isnan(r)]
-    b = len(r)
-    lo, hi = np.quantile(r, [alpha, 1 - alpha])
-    return DeltaTest(float(delta), (float(lo), float(hi)), float(r.std(ddof=1)) if b > 1 else 0.0,
-                     float(margin), alpha, float((1 + np.sum(r <= -margin)) / (b + 1)),
-                     float((1 + np.sum(r >= -margin)) / (b + 1)), b)
-
-
-def paired_bootstrap_delta(baseline: Sequence[float] | np.ndarray, candidate: Sequence[float] | np.ndarray,
-                           margin: float, alpha: float = 0.05, seed: int | Sequence[int] = 1234,
-                           resamples: int = 1000,
-                           corpus: Callable[[np.ndarray], float] | None = None) -> DeltaTest:
-    """:func:`delta_test` of paired values (see :func:`bootstrap_deltas`)."""
-    b, c = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
-    point = corpus(c.sum(axis=0)) - corpus(b.sum(axis=0)) if corpus else float(np.mean(c - b))
-    return delta_test(point, bootstrap_deltas(b, c, seed, resamples, corpus), margin, alpha)
-
-
-def chrf_corpus(totals: np.ndarray) -> float:
-    """Corpus chrF++ of summed sufficient statistics (a ``corpus`` for the bootstrap)."""
-    return mt_metrics.chrf_from_stats([totals])
 
 
 # ---------------------------------------------------------------------------- the gate

@@ -33,9 +33,10 @@ import numpy as np
 
 from harness.cache import RequestCache
 from harness.errors import GlotbenchError
-from harness.gate import Policy, mde, paired_bootstrap_delta
+from harness.gate import Policy
 from harness.hashing import json_sha256
 from harness.models import load_backend
+from harness.paired_stats import mde, paired_bootstrap_delta
 from harness.runner import (
     RunConfig,
     Unit,
