@@ -49,6 +49,19 @@ GATE_EXAMPLES = """examples:
   glotbench gate --baseline results/base --sequential --model hf:/ckpt/step-2000
 """
 
+MERGE_EXAMPLES = """examples:
+  glotbench merge merge.yaml -o ckpt/merged            # see README "Model merging" for configs
+  glotbench merge merge.yaml -o ckpt/merged --dry-run  # check config and inputs, write nothing
+  glotbench merge merge.yaml -o ckpt/merged --device cuda --overwrite
+  glotbench run --model hf:ckpt/merged                 # evaluate the merge
+
+merge.yaml:
+  merge_method: linear          # linear | slerp | task_arithmetic | ties | dare_ties | dare_linear
+  models:
+    - {model: ckpt/cluster-a, parameters: {weight: 0.6}}
+    - {model: ckpt/cluster-b, parameters: {weight: 0.4}}
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -204,6 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_gate)
+
+    mg = sub.add_parser("merge", help="merge checkpoints (linear, slerp, task_arithmetic, ties, dare_ties) into a "
+                                      "new checkpoint, streaming", epilog=MERGE_EXAMPLES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mg.add_argument("config", metavar="CONFIG.yaml", help="merge config (schema: training/merge_config.py)")
+    mg.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="directory of the merged checkpoint")
+    mg.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists (swapped in at the end)")
+    mg.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the arithmetic runs")
+    mg.add_argument("--chunk-mb", type=int, default=64,
+                    help="rows of a tensor processed at once, in MB of float32 per input (default 64)")
+    mg.add_argument("--max-shard-gb", type=float, default=5.0, help="output shard size (default 5)")
+    mg.add_argument("--dry-run", action="store_true", help="validate config and inputs, print the plan, write nothing")
+    mg.add_argument("--no-progress", action="store_true")
+    mg.set_defaults(func=cmd_merge)
 
     t = sub.add_parser("tasks", help="list tasks, languages and where their data is",
                        epilog="examples:\n  glotbench tasks\n  glotbench tasks --data-dir ../shared/data",
@@ -419,6 +446,26 @@ def cmd_gate(args) -> int:
     if args.markdown:
         Path(args.markdown).write_text(text + "\n", encoding="utf-8")
     return gate.exit_code(result)
+
+
+def cmd_merge(args) -> int:
+    # The CLI is the one place above both layers: it reaches training/ only through this verb.
+    from training.merge import merge
+
+    if args.chunk_mb < 1 or args.max_shard_gb <= 0:
+        raise GlotbenchError(f"--chunk-mb {args.chunk_mb} / --max-shard-gb {args.max_shard_gb} must be positive",
+                             "e.g. --chunk-mb 64 --max-shard-gb 5")
+    result = merge(Path(args.config), Path(args.output), overwrite=args.overwrite, device=args.device,
+                   chunk_elements=args.chunk_mb * (1 << 18), max_shard_bytes=int(args.max_shard_gb * 1000**3),
+                   progress=not args.no_progress and sys.stderr.isatty(), dry_run=args.dry_run)
+    size = f"{result.bytes_written / 1e9:.2f} GB"
+    if args.dry_run:
+        print(f"ok: {result.tensors} tensors, {size} in {len(result.files)} file(s) would be written to "
+              f"{result.out_dir}")
+    else:
+        print(f"merged {result.tensors} tensors ({size}, {len(result.files)} file(s)) into {result.out_dir} "
+              f"in {result.seconds:.1f} s")
+    return 0
 
 
 def cmd_tasks(args) -> int:
