@@ -17,7 +17,9 @@ Any parameter value may be a list of ``{filter: SUBSTRING, value: X}`` entries: 
 entry whose filter occurs in the tensor name applies (an entry without a filter, or with
 ``"*"``, matches everything), as in mergekit; e.g. ``t`` for SLERP differing between
 ``self_attn`` and ``mlp``. mergekit's gradients (lists of numbers interpolated over layers)
-and ``slices`` are not supported and are refused by name.
+and ``slices`` are not supported and are refused by name; its ``int8_mask`` is accepted
+and has no effect (a memory saving that chunking makes unnecessary). Model paths are
+relative to the working directory, as in mergekit.
 """
 
 from __future__ import annotations
