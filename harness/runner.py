@@ -8,6 +8,7 @@ run killed at any point and started again recomputes only the chunk that was in 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -204,7 +205,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
             "averages": {t: _averages(get_task(t), langs, prov_tasks[t]["metrics"]) for t, langs in results.items()},
             "provenance": {
                 "glotbench_version": harness.__version__,
-                "model": asdict(backend.identity),
+                "model": {**asdict(backend.identity), **_merge_provenance(backend.identity.name)},
                 "tasks": prov_tasks,
                 "requests": counts,
                 **({"xcomet": neural} if neural is not None else {}),
@@ -437,3 +438,17 @@ def _progress(total: int, enabled: bool):
 
     return tqdm(total=total, desc="requests", unit="req", disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True)
+
+
+def _merge_provenance(model: str) -> dict:
+    """A merged checkpoint (``glotbench merge``) carries its recipe into every run of it."""
+    path = Path(model.removeprefix("hf:")) / "merge_manifest.json"
+    try:
+        man = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        man = None
+    if not isinstance(man, dict):
+        return {}
+    keep = ("method", "convention", "seed", "config_sha256", "glotbench_version", "created_utc")
+    inputs = [{"model": i.get("model"), "role": i.get("role"), "files": i.get("files")} for i in man.get("inputs", [])]
+    return {"merge": {**{k: man.get(k) for k in keep}, "inputs": inputs}}

@@ -267,3 +267,19 @@ print(json.dumps({{"before": before, "after": resource.getrusage(resource.RUSAGE
     # inputs: 3 × 128 MB on disk, 3 × 256 MB as float32; chunks of 16 MB × (3 inputs + deltas + masks)
     assert grown_mb < 200, f"peak RSS grew by {grown_mb:.0f} MB"
     assert (tmp_path / "out" / "model.safetensors").stat().st_size > 128 * 2**20
+
+
+def test_merged_checkpoint_is_evaluated_by_the_harness_with_its_recipe(ckpts, tmp_path, isolated_cache, capsys):
+    from harness.store import read_run
+
+    res = merge(cfg("ties", [ckpts["a"], ckpts["b"]], base_model=str(ckpts["base"]), parameters={"density": 0.5}),
+                tmp_path / "merged")
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"hf:{res.out_dir}", "--tasks", "xcopa", "--langs", "et", "--limit", "3",
+                 "--output", str(out), "--no-progress", "--device", "cpu"]) == 0
+    run = read_run(out)
+    assert run["results"]["xcopa"]["et"]["n"] == 3
+    recipe = run["provenance"]["model"]["merge"]
+    assert recipe["method"] == "ties" and recipe["convention"] == "paper"
+    assert [i["role"] for i in recipe["inputs"]] == ["base", "model", "model"]
+    assert recipe["inputs"][0]["files"]["model.safetensors"] == file_sha256(ckpts["base"] / "model.safetensors")
