@@ -79,6 +79,9 @@ class Source:
                  chunk_rows: int, numel: int, name: str, seed: int, dtype: torch.dtype):
         self.read, self.n_inputs, self.rows, self.numel = read, n_inputs, rows, numel
         self.name, self.seed, self.dtype = name, seed, dtype
+        self.read_native: Callable[[int, int, int], torch.Tensor] | None = None
+        """Optional: the same rows in the file's own dtype (saves a conversion pass where a
+        kernel widens them itself; the numbers are identical)."""
         step = max(1, chunk_rows)
         self.ranges = [(r, min(rows, r + step)) for r in range(0, rows, step)] or [(0, 0)]
 
@@ -86,7 +89,18 @@ class Source:
         """DARE's drop stream for input i: a function of (seed, tensor name, input) only."""
         digest = hashlib.sha256(self.name.encode()).digest()
         key = np.random.SeedSequence([self.seed, int.from_bytes(digest[:8], "little"), i])
-        return np.random.Generator(np.random.Philox(key))
+        return np.random.Generator(np.random.SFC64(key))
+
+
+def rereads(p: TensorParams) -> bool:
+    """Whether the method reads its inputs more than once (statistics passes first)."""
+    if p.method == "slerp":
+        return True
+    if p.method == "ties":
+        return any(d < 1 for d in p.densities)
+    if p.method.startswith("dare_"):
+        return p.convention == "mergekit" and p.rescale and any(d < 1 for d in p.densities)
+    return False
 
 
 def merge_chunks(p: TensorParams, src: Source) -> Iterator[torch.Tensor]:
@@ -102,13 +116,14 @@ def _linear(p: TensorParams, src: Source) -> Iterator[torch.Tensor]:
     total = sum(p.weights)
     if p.normalize and abs(total) < EPS:
         raise ValueError(f"{src.name}: the weights sum to {total}; normalising would divide by zero")
+    read = src.read_native or src.read
     for r0, r1 in src.ranges:
         acc = None
         for i, w in enumerate(p.weights):
-            x = src.read(i, r0, r1)
+            x = read(i, r0, r1)
             if acc is None:
-                acc = torch.zeros_like(x)
-            acc.add_(x, alpha=w)
+                acc = torch.zeros(x.shape, dtype=src.dtype, device=x.device)
+            acc.add_(x, alpha=w)  # a bfloat16 x is widened inside the kernel (exactly)
             del x
         yield acc.div_(total) if p.normalize else acc
 
@@ -155,30 +170,37 @@ def _task_vectors(p: TensorParams, src: Source) -> Iterator[torch.Tensor]:
     consensus = p.method in ("ties", "dare_ties")
     for r0, r1 in src.ranges:
         base = src.read(0, r0, r1)
-        deltas = []
+        deltas = torch.empty((n, *base.shape), dtype=base.dtype, device=base.device)
         for i in range(n):
-            d = src.read(i + 1, r0, r1) - base
+            d = deltas[i]
+            torch.sub(src.read(i + 1, r0, r1), base, out=d)
             if trims[i] is not None:
-                d = d * trims[i].mask(magnitude_bits(d)).to(d.dtype)
+                d.mul_(trims[i].mask(magnitude_bits(d)))
             elif dare and p.densities[i] < 1:
-                d = d * _keep(rngs[i], d, p.densities[i]) * scales[i]
-            deltas.append(d)
-        yield base + _combine(p, torch.stack(deltas), consensus)
+                d.mul_(_keep(rngs[i], d, p.densities[i])).mul_(scales[i])
+        yield base + _combine(p, deltas, consensus)
         del base, deltas
 
 
 def _combine(p: TensorParams, deltas: torch.Tensor, consensus: bool) -> torch.Tensor:
-    weights = torch.tensor(p.weights, dtype=deltas.dtype, device=deltas.device).reshape(-1, *([1] * (deltas.dim() - 1)))
-    weighted = deltas * weights
+    """Σ wᵢδᵢ over the agreeing entries (consensus) or all of them, normalised and scaled.
+
+    ``deltas`` (stacked: inputs × rows × cols) is overwritten. These are mergekit's
+    operations in its order, done in place where that gives the same numbers."""
+    shape = (-1, *([1] * (deltas.dim() - 1)))
+    weights = torch.tensor(p.weights, dtype=deltas.dtype, device=deltas.device).reshape(shape)
     if consensus:
-        voters = weighted if p.convention == "mergekit" else deltas
-        majority = (voters.sum(0) >= 0).to(deltas.dtype) * 2 - 1
-        mask = (voters.sign() == majority).to(deltas.dtype)
-        mixed = (weighted * mask).sum(0)
+        if p.convention == "mergekit":
+            deltas.mul_(weights)  # the sign is elected on the weighted deltas
+        majority = (deltas.sum(0) >= 0).to(deltas.dtype) * 2 - 1
+        mask = deltas.sign() == majority
+        if p.convention != "mergekit":
+            deltas.mul_(weights)
+        mixed = deltas.mul_(mask).sum(0)
         divisor = (weights * mask).sum(0)
         divisor[divisor == 0] = 1
     else:
-        mixed = weighted.sum(0)
+        mixed = deltas.mul_(weights).sum(0)
         divisor = weights.sum(0).expand_as(mixed).clone()
         divisor[divisor.abs() < EPS] = 1
     if p.normalize:
@@ -208,8 +230,11 @@ def _trim_thresholds(p: TensorParams, src: Source) -> list[TopK | None]:
 
 
 def _keep(rng: np.random.Generator, like: torch.Tensor, density: float) -> torch.Tensor:
-    u = rng.random(like.numel())
-    return torch.from_numpy(u < density).reshape(like.shape).to(like.device, like.dtype)
+    """Bernoulli(density) mask: one raw 64-bit draw per entry, in row-major order, so the
+    mask is the same however the tensor is chunked."""
+    raw = rng.bit_generator.random_raw(like.numel())
+    keep = raw < np.uint64(min(2**64 - 1, int(density * 2**64)))
+    return torch.from_numpy(keep).reshape(like.shape).to(like.device, like.dtype)
 
 
 def _dare_scales(p: TensorParams, src: Source) -> list[float]:

@@ -48,7 +48,7 @@ def kth_largest_bits(chunks: Callable[[], Iterable[torch.Tensor]], k: int, width
         shift = width - _BITS * (p + 1)
         hist = torch.zeros(_BINS, dtype=torch.int64)
         for bits in chunks():
-            b = bits.reshape(-1).to(torch.int64)
+            b = bits.reshape(-1)
             if p:
                 b = b[(b >> (shift + _BITS)) == prefix]
             hist += torch.bincount((b >> shift) & (_BINS - 1), minlength=_BINS)
@@ -71,12 +71,15 @@ class TopK:
         self.bits, self.take_equal, self.seen_equal = bits, take_equal, 0
 
     def mask(self, mag_bits: torch.Tensor) -> torch.Tensor:
-        keep = mag_bits > self.bits
+        if self.seen_equal >= self.take_equal:
+            return mag_bits > self.bits
+        keep = mag_bits >= self.bits
         equal = mag_bits == self.bits
-        if self.seen_equal < self.take_equal:
+        n_equal = int(equal.sum())
+        if self.seen_equal + n_equal > self.take_equal:  # only part of the tied entries belong
             rank = equal.reshape(-1).cumsum(0).reshape(equal.shape) + self.seen_equal
-            keep |= equal & (rank <= self.take_equal)
-        self.seen_equal += int(equal.sum())
+            keep &= ~equal | (rank <= self.take_equal)
+        self.seen_equal += n_equal
         return keep
 
 
