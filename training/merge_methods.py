@@ -192,12 +192,14 @@ def _combine(p: TensorParams, deltas: torch.Tensor, consensus: bool) -> torch.Te
     if consensus:
         if p.convention == "mergekit":
             deltas.mul_(weights)  # the sign is elected on the weighted deltas
-        majority = (deltas.sum(0) >= 0).to(deltas.dtype) * 2 - 1
-        mask = deltas.sign() == majority
+        positive = deltas.sum(0) >= 0  # majority sign +1 (a zero sum counts as +1)
+        mask = torch.where(positive, deltas > 0, deltas < 0)  # sign(δ) == majority, in bools
         if p.convention != "mergekit":
             deltas.mul_(weights)
         mixed = deltas.mul_(mask).sum(0)
-        divisor = (weights * mask).sum(0)
+        divisor = torch.zeros_like(mixed)
+        for i, w in enumerate(p.weights):  # Σᵢ wᵢ·maskᵢ in mergekit's order, without an n-fold temporary
+            divisor.add_(mask[i], alpha=w)
         divisor[divisor == 0] = 1
     else:
         mixed = deltas.mul_(weights).sum(0)
