@@ -283,3 +283,16 @@ def test_merged_checkpoint_is_evaluated_by_the_harness_with_its_recipe(ckpts, tm
     assert recipe["method"] == "ties" and recipe["convention"] == "paper"
     assert [i["role"] for i in recipe["inputs"]] == ["base", "model", "model"]
     assert recipe["inputs"][0]["files"]["model.safetensors"] == file_sha256(ckpts["base"] / "model.safetensors")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU box)")
+@pytest.mark.parametrize("method", ["linear", "slerp", "ties", "dare_ties"])
+def test_cuda_merge_equals_cpu_merge(ckpts, tmp_path, method):
+    base = {} if method in ("linear", "slerp") else {"base_model": str(ckpts["base"])}
+    spec = cfg(method, [ckpts["a"], ckpts["b"]], parameters={"t": 0.3} if method == "slerp" else {"density": 0.4},
+               **base) if method != "linear" else cfg("linear", [ckpts["a"], ckpts["b"]])
+    cpu = weights(merge(spec, tmp_path / "cpu").out_dir)
+    gpu = weights(merge(spec, tmp_path / "gpu", device="cuda").out_dir)
+    for k in cpu:
+        assert torch.allclose(cpu[k], gpu[k], rtol=1e-5, atol=1e-6), k

@@ -51,7 +51,7 @@ def kth_largest_bits(chunks: Callable[[], Iterable[torch.Tensor]], k: int, width
             b = bits.reshape(-1)
             if p:
                 b = b[(b >> (shift + _BITS)) == prefix]
-            hist += torch.bincount((b >> shift) & (_BINS - 1), minlength=_BINS)
+            hist += torch.bincount((b >> shift) & (_BINS - 1), minlength=_BINS).cpu()
         # Walk bins from the largest down until the k-th entry is inside one.
         above = torch.flip(hist, [0]).cumsum(0)
         pos = int(torch.searchsorted(above, torch.tensor(remaining)))
