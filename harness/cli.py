@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="directory of the merged checkpoint")
     mg.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists (swapped in at the end)")
     mg.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the arithmetic runs")
-    mg.add_argument("--chunk-mb", type=int, default=64,
-                    help="rows of a tensor processed at once, in MB of float32 per input (default 64)")
+    mg.add_argument("--chunk-mb", type=int, default=4,
+                    help="rows of a tensor processed at once, in MB of float32 per input (default 4)")
     mg.add_argument("--max-shard-gb", type=float, default=5.0, help="output shard size (default 5)")
     mg.add_argument("--dry-run", action="store_true", help="validate config and inputs, print the plan, write nothing")
     mg.add_argument("--no-progress", action="store_true")

@@ -41,7 +41,7 @@ from training.safetensors_io import (
 )
 
 MANIFEST = "merge_manifest.json"
-DEFAULT_CHUNK_ELEMENTS = 1 << 24
+DEFAULT_CHUNK_ELEMENTS = 1 << 20  # 4 MB of float32 per input: cache-friendly, measured fastest
 DEFAULT_SHARD_BYTES = 5 * 1000**3
 # Files copied from the tokenizer source next to the merged weights.
 COPY_PATTERNS = ("config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json",

@@ -143,15 +143,17 @@ def slerp_coefficients(t: float, dot: float, norm_a: float, norm_b: float, conve
 
 
 def _slerp(p: TensorParams, src: Source) -> Iterator[torch.Tensor]:
-    dots, na, nb = [], [], []
+    # Per-row sums, preallocated (a list of small per-chunk tensors fragments the heap around
+    # the large temporaries) and summed once at the end: independent of the chunking.
+    dots, na, nb = (torch.empty(src.rows, dtype=torch.float64) for _ in range(3))
     for r0, r1 in src.ranges:
         a, b = src.read(0, r0, r1).double(), src.read(1, r0, r1).double()
-        dots.append((a * b).sum(1))
-        na.append((a * a).sum(1))
-        nb.append((b * b).sum(1))
+        dots[r0:r1] = (a * b).sum(1).cpu()
+        na[r0:r1] = (a * a).sum(1).cpu()
+        nb[r0:r1] = (b * b).sum(1).cpu()
         del a, b
-    dot = float(torch.cat(dots).sum())
-    norm_a, norm_b = math.sqrt(float(torch.cat(na).sum())), math.sqrt(float(torch.cat(nb).sum()))
+    dot = float(dots.sum())
+    norm_a, norm_b = math.sqrt(float(na.sum())), math.sqrt(float(nb.sum()))
     ca, cb = slerp_coefficients(p.t, dot, norm_a, norm_b, p.convention)
     for r0, r1 in src.ranges:
         yield ca * src.read(0, r0, r1) + cb * src.read(1, r0, r1)
@@ -250,12 +252,13 @@ def _dare_scales(p: TensorParams, src: Source) -> list[float]:
             scales.append(1.0 / density)
         else:
             rng = src.rng(i)
-            before, after = [], []
+            before, after = (torch.empty(src.rows, dtype=torch.float64) for _ in range(2))
             for r0, r1 in src.ranges:
                 d = _delta(src, i, r0, r1)
-                before.append(d.abs().sum(1, dtype=torch.float64))
-                after.append((d * _keep(rng, d, density)).abs().sum(1, dtype=torch.float64))
-            b, a = float(torch.cat(before).sum()), float(torch.cat(after).sum())
+                before[r0:r1] = d.abs().sum(1, dtype=torch.float64).cpu()
+                after[r0:r1] = d.mul_(_keep(rng, d, density)).abs().sum(1, dtype=torch.float64).cpu()
+                del d
+            b, a = float(before.sum()), float(after.sum())
             scales.append(1.0 if b < L1_EPS or a < L1_EPS else b / a)
     return scales
 
