@@ -11,56 +11,13 @@ import os
 import sys
 from pathlib import Path
 
+from harness.cli_examples import GATE_EXAMPLES, JUDGE_EXAMPLES, MERGE_EXAMPLES, RUN_EXAMPLES
 from harness.errors import GlotbenchError
 
 # Items per language of a generative task in the default run on CPU (see cmd_run).
 CPU_DEFAULT_GEN_LIMIT = 2
 # Completion length of open-ended (judged) tasks in the default run on CPU (their own is 2048+).
 CPU_DEFAULT_OPEN_TOKENS = 256
-
-RUN_EXAMPLES = """examples:
-  glotbench run                                   # offline suite, embedded SmolLM2-135M-Instruct
-  glotbench run --tasks xcopa --langs et,zh --limit 50
-  glotbench run --tasks mgsm --langs en,de --limit 20 --chat off
-  glotbench run --tasks global_mmlu --data hub --langs fr,hi --batch-size 32
-  glotbench run --tasks flores --langs deu_Latn-eng_Latn,eng_Latn-deu_Latn --limit 50
-  glotbench run --tasks flores --xcomet --device cuda   # + xCOMET-XL (isolated COMET env)
-  glotbench run --model hf:/models/aya-expanse-8b --device cuda --batch-size 32
-  glotbench run --tasks xstorycloze --data hub    # needs the Hugging Face hub
-  glotbench run --data-dir ../shared/data --output results/my-run
-"""
-
-
-JUDGE_EXAMPLES = """examples:
-  glotbench run --tasks m_arenahard --model hf:/models/a --output results/a
-  glotbench run --tasks m_arenahard --model hf:/models/b --output results/b
-  glotbench judge --a results/a --b results/b                 # GPT-4o, Aya 101 prompt, both orders
-  glotbench judge --a results/a --b results/b --judge openai:Qwen/Qwen2.5-72B-Instruct \\
-      --judge-base-url http://localhost:8000/v1 --concurrency 64
-  glotbench judge --a results/a --b results/b results/c --rpm 500 --tpm 300000
-  glotbench judge --a results/a --b results/b --judge embedded --limit 5   # offline smoke test
-"""
-
-
-GATE_EXAMPLES = """examples:
-  glotbench gate --baseline results/reference --candidate results/new
-  glotbench gate --baseline results/base --candidate results/new --policy gate.yaml --markdown comment.md
-  glotbench gate --baseline results/base --candidate results/new --judgments results/judge-base-vs-new
-  glotbench gate --baseline results/base --sequential --model hf:/ckpt/step-2000
-"""
-
-MERGE_EXAMPLES = """examples:
-  glotbench merge merge.yaml -o ckpt/merged            # see README "Model merging" for configs
-  glotbench merge merge.yaml -o ckpt/merged --dry-run  # check config and inputs, write nothing
-  glotbench merge merge.yaml -o ckpt/merged --device cuda --overwrite
-  glotbench run --model hf:ckpt/merged                 # evaluate the merge
-
-merge.yaml:
-  merge_method: linear          # linear | slerp | task_arithmetic | ties | dare_ties | dare_linear
-  models:
-    - {model: ckpt/cluster-a, parameters: {weight: 0.6}}
-    - {model: ckpt/cluster-b, parameters: {weight: 0.4}}
-"""
 
 
 def build_parser() -> argparse.ArgumentParser:
