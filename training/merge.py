@@ -191,6 +191,7 @@ def merge(config: MergeConfig | dict | str | Path, out_dir: str | Path, *, overw
     tmp.mkdir()
     hasher = ThreadPoolExecutor(max_workers=1)
     input_hashes = {i: {f: hasher.submit(memo_file_sha256, c.path / f) for f in c.files} for i, c in enumerate(ckpts)}
+    following = {a.name: b for a, b in zip(plan, plan[1:])}  # next tensor: read ahead while merging
     bar = _progress(sum(t.nbytes for t in plan), progress)
     writer = None
     try:
@@ -198,7 +199,7 @@ def merge(config: MergeConfig | dict | str | Path, out_dir: str | Path, *, overw
         for shard, fname in zip(shards, names):
             writer = ShardWriter(tmp / fname, shard, {"glotbench_merge": cfg.merge_method})
             for t in shard:
-                _prefetch_next(plan, t, ckpts, chunk_elements)
+                _prefetch(following.get(t.name), ckpts, chunk_elements)
                 _merge_tensor(t, params[t.name], ckpts, cfg, compute, dev, chunk_elements, writer)
                 bar.update(t.nbytes)
             files[fname] = writer.close()
@@ -260,14 +261,14 @@ def _merge_tensor(t: OutTensor, p: TensorParams | None, ckpts: list[Checkpoint],
         raise MergeConfigError(str(exc), "change the weights or set normalize: false") from None
 
 
-def _prefetch_next(plan: list[OutTensor], t: OutTensor, ckpts: list[Checkpoint], chunk_elements: int) -> None:
-    """Start the kernel reading the next tensor's first chunk while this one is computed."""
-    i = plan.index(t) + 1
-    if i < len(plan):
-        info = ckpts[0].tensors[plan[i].name]
-        rows = min(info.rows, max(1, chunk_elements // max(1, info.row_numel)))
-        for c in ckpts:
-            c.prefetch(plan[i].name, 0, rows)
+def _prefetch(t: OutTensor | None, ckpts: list[Checkpoint], chunk_elements: int) -> None:
+    """Start the kernel reading a tensor's first chunk (the next one) while this one is computed."""
+    if t is None:
+        return
+    info = ckpts[0].tensors[t.name]
+    rows = min(info.rows, max(1, chunk_elements // max(1, info.row_numel)))
+    for c in ckpts:
+        c.prefetch(t.name, 0, rows)
 
 
 def _keep_freed_memory_in_heap() -> None:

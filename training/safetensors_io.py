@@ -250,7 +250,6 @@ class ShardWriter:
         self.sha256.update(struct.pack("<Q", len(blob)) + blob)
         self._next = 0
         self._written = 0
-        self.total = offset
 
     def write(self, name: str, chunk: torch.Tensor) -> None:
         """Append the next bytes of tensor ``name`` (chunks in row order, already in its dtype)."""

@@ -81,9 +81,3 @@ class TopK:
             keep &= ~equal | (rank <= self.take_equal)
         self.seen_equal += n_equal
         return keep
-
-
-def bits_to_value(bits: int, width: int) -> float:
-    if width == 64:
-        return torch.tensor([bits], dtype=torch.int64).view(torch.float64).item()
-    return torch.tensor([bits], dtype=torch.int32).view(torch.float32).item()
