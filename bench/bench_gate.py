@@ -17,12 +17,12 @@ regression), +margin/2 (clear improvement)}.
 
 Gates, all at alpha = 0.05 per wrong decision:
 
-- ``fixed``: mirrors ``harness/gate.py``'s per-language rule (the bench never imports it):
+- ``fixed``: mirrors ``harness/gate/fixed.py``'s per-language rule (the bench never imports it):
   one-sided p-values of H0 Δ ≤ −margin (pass when < alpha) and H0 Δ ≥ −margin (regression
   when < alpha) on the paired mean difference of all n examples, else inconclusive; with a
   normal approximation in place of gate.py's paired bootstrap, and for chrF the mean of
   sentence differences where gate.py tests corpus chrF++.
-- ``seq``: ``harness.sequential`` (testing by betting at −margin, anytime-valid, for the
+- ``seq``: ``glotbench.harness.gate.anytime`` (testing by betting at −margin, anytime-valid, for the
   population mean), random-order batches of 50; ``frac`` is the mean share of the n examples evaluated;
   ``+fb`` the same with the fixed rule applied when a stream runs out unsettled.
 - ``wor``: the same about the suite's own mean, sampled without replacement
@@ -53,7 +53,7 @@ from scipy.stats import norm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.sequential import SequentialTest, bonferroni, run_shuffled, run_suite, settle  # noqa: E402
+from glotbench.harness.gate.anytime import SequentialTest, bonferroni, run_shuffled, run_suite, settle  # noqa: E402
 
 ALPHA = 0.05
 BATCH = 50
@@ -65,7 +65,7 @@ SUITE_LANGS, SUITE_N, SUITE_MARGIN = 10, 1000, 0.05
 
 
 def fixed_verdict(d: np.ndarray, margin: float, alpha: float = ALPHA) -> str:
-    """The fixed gate's rule (mirrors harness/gate.py): one-sided tests on the paired mean."""
+    """The fixed gate's rule (mirrors harness/gate/fixed.py): one-sided tests on the paired mean."""
     p_pass, p_regr = fixed_pvalues(d, margin)
     return "pass" if p_pass < alpha else "regression" if p_regr < alpha else "inconclusive"
 

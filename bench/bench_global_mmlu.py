@@ -33,8 +33,8 @@ SUBJECTS = (("astronomy", "STEM"), ("nutrition", "Medical"), ("marketing", "Busi
 
 def build(lang: str, n_subjects: int, per_subject: int, root: Path) -> None:
     """Global-MMLU-schema rows (test + dev) from the bundled MGSM problems of ``lang``."""
-    from harness import data
-    from harness.registry import get_task
+    from glotbench.harness.taskapi import data
+    from glotbench.harness.taskapi.registry import get_task
 
     rows = data.load(get_task("mgsm"), lang, "bundled").samples
     test, dev, i = [], [], 0
@@ -67,13 +67,13 @@ def main() -> int:
 
     import numpy as np
 
-    from harness import data
-    from harness.backends.hf import HFBackend
-    from harness.embedded import converted_dir
-    from harness.lmeval_ref import run_reference
-    from harness.registry import get_task
-    from harness.runner import RunConfig, execute, plan
-    from harness.store import read_run, read_samples
+    from glotbench.harness.taskapi import data
+    from glotbench.harness.models.hf import HFBackend
+    from glotbench.harness.models.embedded import converted_dir
+    from glotbench.harness.models.lmeval_ref import run_reference
+    from glotbench.harness.taskapi.registry import get_task
+    from glotbench.harness.run.execute import RunConfig, execute, plan
+    from glotbench.harness.store.rundir import read_run, read_samples
 
     task = get_task("global_mmlu")
     langs = args.langs.split(",")

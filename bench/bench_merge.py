@@ -20,7 +20,7 @@ a child forked from this process would inherit its high-water mark) belong to th
   float32 with bfloat16 output;
 - mergekit-yaml on the same configs (``--lazy-unpickle --no-cuda --no-copy-tokenizer``), and
   the ratios; for linear and ties the two outputs are compared tensor by tensor (max |Δ| in
-  float32; TIES differs where bfloat16 deltas tie at the trim threshold, see training/select.py).
+  float32; TIES differs where bfloat16 deltas tie at the trim threshold, see training/merge/select.py).
 
 glotbench records the sha256 of its inputs in the manifest, memoised on (path, size, mtime):
 that one-off cost is timed separately, before the merges, so every merge finds it memoised.
@@ -251,7 +251,7 @@ def main() -> int:
     print(f"inputs: {len(files)} files, {input_bytes / 1e9:.2f} GB; {params / 1e9:.3f}B parameters per model; "
           f"largest tensor {largest[1]} {largest[0] / 1e6:.0f} MB", flush=True)
 
-    from harness.hashing import memo_file_sha256
+    from glotbench.harness.core.hashing import memo_file_sha256
 
     t0 = time.perf_counter()  # glotbench hashes its inputs once (memoised by path, size, mtime)
     for f in files:
@@ -280,7 +280,7 @@ def main() -> int:
             cfg_path, out = work / f"{tool}-{method}.yaml", work / f"out-{tool}-{method}"
             cfg_path.write_text(yaml.safe_dump(ours_cfg if tool == "glotbench" else mk_cfg, sort_keys=False))
             if tool == "glotbench":
-                cmd = [sys.executable, "-m", "harness.cli", "merge", str(cfg_path), "-o", str(out),
+                cmd = [sys.executable, "-m", "glotbench.harness.cli.main", "merge", str(cfg_path), "-o", str(out),
                        "--overwrite", "--no-progress"] + (["--chunk-mb", str(args.chunk_mb)] if args.chunk_mb else [])
             else:
                 cmd = [args.mergekit, str(cfg_path), str(out), "--lazy-unpickle", "--no-cuda", "--no-copy-tokenizer",

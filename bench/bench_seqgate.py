@@ -26,14 +26,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.cli import main  # noqa: E402
+from glotbench.harness.cli.main import main  # noqa: E402
 
 
 def noisy_model(out: Path, noise: float, seed: int = 0) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness import embedded
+    from glotbench.harness.models import embedded
 
     src = embedded.converted_dir()
     if (out / "config.json").is_file():

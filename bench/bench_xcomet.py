@@ -2,7 +2,7 @@
 
 Both run in the same invocation, on the same segments and checkpoint, in the same COMET
 environment: ``comet-score`` (the reference: how users run COMET) and glotbench's
-``harness.comet.score`` with an empty cache, then once more from the cache. Reports
+``glotbench.harness.metrics.comet.score`` with an empty cache, then once more from the cache. Reports
 segments/s for each (wall time including process start and model load, as a user waits)
 and the worker's own load/predict split, and checks the segment scores agree.
 
@@ -30,9 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness import comet  # noqa: E402
-from harness.cache import RequestCache  # noqa: E402
-from harness.data import BUNDLED_DIR  # noqa: E402
+from glotbench.harness.metrics import comet  # noqa: E402
+from glotbench.harness.run.cache import RequestCache  # noqa: E402
+from glotbench.harness.taskapi.data import BUNDLED_DIR  # noqa: E402
 
 API = """
 import json

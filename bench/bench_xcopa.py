@@ -36,12 +36,12 @@ def main() -> int:
 
     import numpy as np
 
-    from harness import data
-    from harness.embedded import converted_dir
-    from harness.lmeval_ref import run_reference
-    from harness.registry import get_task
-    from harness.runner import RunConfig, execute, plan
-    from harness.store import read_run, read_samples
+    from glotbench.harness.taskapi import data
+    from glotbench.harness.models.embedded import converted_dir
+    from glotbench.harness.models.lmeval_ref import run_reference
+    from glotbench.harness.taskapi.registry import get_task
+    from glotbench.harness.run.execute import RunConfig, execute, plan
+    from glotbench.harness.store.rundir import read_run, read_samples
 
     task = get_task("xcopa")
     langs = list(task.languages) if args.langs == "all" else args.langs.split(",")
@@ -58,7 +58,7 @@ def main() -> int:
         ours = {lang: [[c["logprob"] for c in r["choices"]] for r in read_samples(path, "xcopa", lang)]
                 for lang in langs}
 
-    from harness.backends.hf import HFBackend
+    from glotbench.harness.models.hf import HFBackend
 
     tok = HFBackend(str(model_dir), device="cpu")
     n_tokens = 0

@@ -5,19 +5,19 @@ Both are literals so that listing them imports nothing heavy.
 """
 
 REGISTRY: dict[str, str] = {
-    "xcopa": "tasks.xcopa:TASK",
-    "xstorycloze": "tasks.xstorycloze:TASK",
-    "xwinograd": "tasks.xwinograd:TASK",
-    "mgsm": "tasks.mgsm:TASK",
-    "global_mmlu": "tasks.global_mmlu:TASK",
-    "global_mmlu_lite": "tasks.global_mmlu:TASK_LITE",
-    "include": "tasks.include:TASK_COT",
-    "include_loglik": "tasks.include:TASK_LOGLIK",
-    "flores": "tasks.flores:TASK",
-    "flores_5shot": "tasks.flores:TASK_FEWSHOT",
-    "m_arenahard": "tasks.arena:TASK",
-    "dolly": "tasks.dolly:TASK",
-    "dolly_human": "tasks.dolly:TASK_HUMAN",
+    "xcopa": "glotbench.tasks.xcopa:TASK",
+    "xstorycloze": "glotbench.tasks.xstorycloze:TASK",
+    "xwinograd": "glotbench.tasks.xwinograd:TASK",
+    "mgsm": "glotbench.tasks.mgsm:TASK",
+    "global_mmlu": "glotbench.tasks.global_mmlu:TASK",
+    "global_mmlu_lite": "glotbench.tasks.global_mmlu:TASK_LITE",
+    "include": "glotbench.tasks.include:TASK_COT",
+    "include_loglik": "glotbench.tasks.include:TASK_LOGLIK",
+    "flores": "glotbench.tasks.flores:TASK",
+    "flores_5shot": "glotbench.tasks.flores:TASK_FEWSHOT",
+    "m_arenahard": "glotbench.tasks.arena:TASK",
+    "dolly": "glotbench.tasks.dolly:TASK",
+    "dolly_human": "glotbench.tasks.dolly:TASK_HUMAN",
 }
 
 SUITES: dict[str, tuple[str, ...]] = {

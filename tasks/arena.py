@@ -19,9 +19,9 @@ level: a win-rate's reference point is 0.5 (two equal models).
 
 from __future__ import annotations
 
-from harness.errors import DataError
-from harness.task import DataSource, Task
-from harness.types import GenerationPrompt, GenerationResult, Sample
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.taskapi.spec import DataSource, Task
+from glotbench.harness.core.records import GenerationPrompt, GenerationResult, Sample
 
 MAX_NEW_TOKENS = 4096
 

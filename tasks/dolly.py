@@ -19,10 +19,10 @@ the run records the completions (and the reference ``targets``) and the judge sc
 
 from __future__ import annotations
 
-from harness.errors import DataError
-from harness.task import DataSource, Task
-from harness.types import GenerationPrompt, Sample
-from tasks.arena import describe
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.taskapi.spec import DataSource, Task
+from glotbench.harness.core.records import GenerationPrompt, Sample
+from glotbench.tasks.arena import describe
 
 MAX_NEW_TOKENS = 2048
 HUB_ID = "CohereForAI/aya_evaluation_suite"

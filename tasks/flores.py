@@ -11,7 +11,7 @@ Aya Expanse report's: each of the 23 Aya languages into and out of English (46 d
 any pair of FLORES-200 codes may be selected with --langs (data from --data-dir or the hub).
 Setting: ``devtest``; 0-shot (``flores_5shot``: the first 5 ``dev`` pairs as examples);
 greedy; the instruction and the labelled source go through the chat template for instruct
-models. Metric: corpus chrF++ (sacrebleu, see harness.mt_metrics), averaged per group
+models. Metric: corpus chrF++ (sacrebleu, see glotbench.harness.metrics.chrf), averaged per group
 (X→en, en→X) and overall; chance ~0.
 
 Post-processing (documented, pinned by tests): generation stops at the first newline (a
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness import mt_metrics
-from harness.errors import DataError
-from harness.task import DataSource, FewShotSource, Task
-from harness.types import GenerationPrompt, GenerationResult, Sample, Shot
-from tasks.flores_codes import AYA23, FLORES200
+from glotbench.harness.metrics import chrf as mt_metrics
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.taskapi.spec import DataSource, FewShotSource, Task
+from glotbench.harness.core.records import GenerationPrompt, GenerationResult, Sample, Shot
+from glotbench.tasks.flores_codes import AYA23, FLORES200
 
 ENGLISH = "eng_Latn"
 NUM_FEWSHOT = 5

@@ -21,9 +21,9 @@ same for every question of a subject, so the backend computes its key/value cach
 
 from __future__ import annotations
 
-from harness.errors import DataError
-from harness.task import DataSource, FewShotSource, Task
-from harness.types import LoglikelihoodRequest, MultipleChoicePrompt, Sample
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.taskapi.spec import DataSource, FewShotSource, Task
+from glotbench.harness.core.records import LoglikelihoodRequest, MultipleChoicePrompt, Sample
 
 NUM_FEWSHOT = 5
 LETTERS = ("A", "B", "C", "D")

@@ -40,10 +40,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from harness.errors import DataError
-from harness.task import DataSource, Task
-from harness.task import literal as task_literal
-from harness.types import (
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.taskapi.spec import DataSource, Task
+from glotbench.harness.taskapi.spec import literal as task_literal
+from glotbench.harness.core.records import (
     GenerationPrompt,
     GenerationResult,
     LoglikelihoodRequest,

@@ -12,9 +12,9 @@ No copy of this dataset exists offline here; tests use a synthetic fixture in it
 
 from __future__ import annotations
 
-from harness.errors import DataError
-from harness.task import DataSource, Task
-from harness.types import LoglikelihoodRequest, MultipleChoicePrompt, Sample
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.taskapi.spec import DataSource, Task
+from glotbench.harness.core.records import LoglikelihoodRequest, MultipleChoicePrompt, Sample
 
 LANGUAGES = ("ar", "en", "es", "eu", "hi", "id", "my", "ru", "sw", "te", "zh")
 

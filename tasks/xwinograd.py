@@ -13,9 +13,9 @@ suffix is scored, under each substituted prefix.
 
 from __future__ import annotations
 
-from harness.errors import DataError
-from harness.task import DataSource, Task
-from harness.types import LoglikelihoodRequest, MultipleChoicePrompt, Sample
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.taskapi.spec import DataSource, Task
+from glotbench.harness.core.records import LoglikelihoodRequest, MultipleChoicePrompt, Sample
 
 LANGUAGES = ("en", "fr", "jp", "pt", "ru", "zh")
 ANSWERS = {"1": 0, "2": 1}

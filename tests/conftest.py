@@ -19,7 +19,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The converted embedded model (converted once per machine, in the user cache)."""
-    from harness.embedded import converted_dir
+    from glotbench.harness.models.embedded import converted_dir
 
     return converted_dir()
 

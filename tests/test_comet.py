@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import comet
-from harness.cache import RequestCache
-from harness.cli import main
-from harness.runner import RunConfig, execute, plan
-from harness.store import read_run, read_samples
+from glotbench.harness.metrics import comet
+from glotbench.harness.run.cache import RequestCache
+from glotbench.harness.cli.main import main
+from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.store.rundir import read_run, read_samples
 
 TINY = Path(__file__).resolve().parent / "comet_tiny.py"
 

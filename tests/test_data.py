@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import BUNDLED_DIR, available, load, local_file, read_hub
-from harness.errors import DataError, GlotbenchError
-from harness.registry import get_task
+from glotbench.harness.taskapi.data import BUNDLED_DIR, available, load, local_file, read_hub
+from glotbench.harness.core.errors import DataError, GlotbenchError
+from glotbench.harness.taskapi.registry import get_task
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"

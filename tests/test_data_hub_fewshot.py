@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import load
-from harness.registry import get_task
+from glotbench.harness.taskapi.data import load
+from glotbench.harness.taskapi.registry import get_task
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -88,7 +88,7 @@ def test_include_hub_configs_are_language_names(tmp_path, datasets_offline):
 
 
 def test_missing_fewshot_pool_is_a_one_line_error(tmp_path):
-    from harness.errors import DataError
+    from glotbench.harness.core.errors import DataError
 
     task = get_task("global_mmlu")
     (tmp_path / "global_mmlu" / "en").mkdir(parents=True)
@@ -113,7 +113,7 @@ def test_m_arenahard_hub_configs_are_languages(tmp_path, datasets_offline):
 
 
 def test_dolly_hub_rows_are_selected_by_language_and_script(tmp_path, datasets_offline):
-    from harness.errors import DataError
+    from glotbench.harness.core.errors import DataError
 
     task = get_task("dolly")
     root = FIXTURES / "aya_evaluation_suite" / "dolly_machine_translated"

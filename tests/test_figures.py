@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from harness.figures import (
+from glotbench.harness.report.figures import (
     MISSING,
     PNG_DPI,
     language_win_rates,

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import mt_metrics
-from harness.data import BUNDLED_DIR, available, load
-from harness.errors import DataError, GlotbenchError
-from harness.registry import get_task
-from harness.runner import RunConfig, execute, plan
-from harness.store import read_run, read_samples
-from harness.types import GenerationResult
-from tasks import flores
-from tasks.flores_codes import AYA23, FLORES200
+from glotbench.harness.metrics import chrf as mt_metrics
+from glotbench.harness.taskapi.data import BUNDLED_DIR, available, load
+from glotbench.harness.core.errors import DataError, GlotbenchError
+from glotbench.harness.taskapi.registry import get_task
+from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.store.rundir import read_run, read_samples
+from glotbench.harness.core.records import GenerationResult
+from glotbench.tasks import flores
+from glotbench.tasks.flores_codes import AYA23, FLORES200
 from tests.test_data_hub_fewshot import datasets_offline, fake_hub, on_hub  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -243,7 +243,7 @@ def two_runs(tiny_model_dir, tmp_path, isolated_cache):
 
 
 def test_compare_two_runs(two_runs, capsys):
-    from harness.cli import main
+    from glotbench.harness.cli.main import main
 
     a, b = two_runs("a", 4), two_runs("b", 9)
     assert main(["compare", str(a), str(b), "--json"]) == 0
@@ -262,7 +262,7 @@ def test_compare_two_runs(two_runs, capsys):
 
 
 def test_compare_refuses_different_segments(two_runs, capsys, tmp_path):
-    from harness.cli import main
+    from glotbench.harness.cli.main import main
 
     a, c = two_runs("a", 4), two_runs("c", 4, limit=5)
     assert main(["compare", str(a), str(c)]) == 2

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import mt_metrics
-from harness.errors import GlotbenchError
-from harness.gate import (
+from glotbench.harness.metrics import chrf as mt_metrics
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.gate.fixed import (
     POLICY_FILE,
     Policy,
     benjamini_hochberg,
@@ -28,7 +28,7 @@ from harness.gate import (
     mde,
     paired_bootstrap_delta,
 )
-from harness.hashing import json_sha256
+from glotbench.harness.core.hashing import json_sha256
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

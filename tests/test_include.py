@@ -10,11 +10,11 @@ from types import MappingProxyType
 
 import pytest
 
-from harness.data import load
-from harness.errors import DataError
-from harness.types import GenerationPrompt, GenerationResult, MultipleChoicePrompt, Sample
-from tasks import include
-from tasks.include import TASK_COT, TASK_LOGLIK, extract
+from glotbench.harness.taskapi.data import load
+from glotbench.harness.core.errors import DataError
+from glotbench.harness.core.records import GenerationPrompt, GenerationResult, MultipleChoicePrompt, Sample
+from glotbench.tasks import include
+from glotbench.tasks.include import TASK_COT, TASK_LOGLIK, extract
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIXTURE_LANGS = ("de", "zh", "el")

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import judge as judge_mod
-from harness.cache import RequestCache
-from harness.cli import main
-from harness.data import load
-from harness.importers import import_answers
-from harness.judge_prompt import load_prompt
-from harness.registry import get_task
+from glotbench.harness.judge import engine as judge_mod
+from glotbench.harness.run.cache import RequestCache
+from glotbench.harness.cli.main import main
+from glotbench.harness.taskapi.data import load
+from glotbench.harness.store.importers import import_answers
+from glotbench.harness.judge.prompt import load_prompt
+from glotbench.harness.taskapi.registry import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from openai_server import Faults, OpenAIServer, default_verdict  # noqa: E402
@@ -187,7 +187,7 @@ def test_a_killed_judging_resumes_without_paying_twice(runs, tmp_path):
     cache = tmp_path / "cache.sqlite"
     with OpenAIServer(latency=0.25) as server:
         env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(cache), "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *judge_args(a, b, server, tmp_path / "j",
+        proc = subprocess.Popen([sys.executable, "-m", "glotbench.harness.cli.main", *judge_args(a, b, server, tmp_path / "j",
                                                                                  "--concurrency", "2")],
                                 env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import GlotbenchError
-from harness.judge_prompt import DEFAULT_PROMPT, PROMPTS_DIR, Verdict, load_prompt, prompt_names
-from harness.types import ChatMessage
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.judge.prompt import DEFAULT_PROMPT, PROMPTS_DIR, Verdict, load_prompt, prompt_names
+from glotbench.harness.core.records import ChatMessage
 
 # Editing a prompt file changes its hash: update it here deliberately, with a version bump.
 SHA256 = {
@@ -258,7 +258,7 @@ def test_malformed_files(tmp_path, text, fragment):
 
 
 def test_bundled_name_must_match_file_stem(tmp_path, monkeypatch):
-    import harness.judge_prompt as jp
+    from glotbench.harness.judge import prompt as jp
 
     shutil.copyfile(PROMPTS_DIR / "aya101_pairwise.yaml", tmp_path / "renamed.yaml")
     monkeypatch.setattr(jp, "PROMPTS_DIR", tmp_path)

@@ -13,12 +13,12 @@ import torch
 from merge_helpers import make_llama
 from safetensors.torch import load_file
 
-from harness.cli import main
-from harness.errors import GlotbenchError, ModelError
-from harness.hashing import file_sha256
-from training import merge as merge_mod
-from training.merge import MANIFEST, merge
-from training.merge_config import MergeConfigError
+from glotbench.harness.cli.main import main
+from glotbench.harness.core.errors import GlotbenchError, ModelError
+from glotbench.harness.core.hashing import file_sha256
+from glotbench.training.merge import engine as merge_mod
+from glotbench.training.merge.engine import MANIFEST, merge
+from glotbench.training.merge.config import MergeConfigError
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,7 @@ def test_peak_memory_stays_near_the_chunks_not_the_model(tmp_path):
     code = f"""
 import json, resource, sys
 import torch
-from training.merge import merge
+from glotbench.training.merge.engine import merge
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 merge(json.load(open({str(tmp_path / 'c.json')!r})), {str(tmp_path / 'out')!r}, chunk_elements=1 << 22)
 print(json.dumps({{"before": before, "after": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
@@ -270,7 +270,7 @@ print(json.dumps({{"before": before, "after": resource.getrusage(resource.RUSAGE
 
 
 def test_merged_checkpoint_is_evaluated_by_the_harness_with_its_recipe(ckpts, tmp_path, isolated_cache, capsys):
-    from harness.store import read_run
+    from glotbench.harness.store.rundir import read_run
 
     res = merge(cfg("ties", [ckpts["a"], ckpts["b"]], base_model=str(ckpts["base"]), parameters={"density": 0.5}),
                 tmp_path / "merged")

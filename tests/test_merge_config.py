@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.merge import tensor_params
-from training.merge_config import MergeConfigError, load_config, parse_config, resolve
+from glotbench.training.merge.engine import tensor_params
+from glotbench.training.merge.config import MergeConfigError, load_config, parse_config, resolve
 
 TIES = {
     "merge_method": "ties", "base_model": "base",

@@ -24,8 +24,8 @@ import yaml
 from merge_helpers import make_llama
 from safetensors.torch import load_file
 
-from harness.paths import cache_dir
-from training.merge import merge
+from glotbench.harness.core.paths import cache_dir
+from glotbench.training.merge.engine import merge
 
 MERGEKIT = "mergekit==0.1.5"
 pytestmark = pytest.mark.slow

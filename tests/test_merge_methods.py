@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from training.merge_methods import TensorParams, merge_tensors, slerp_coefficients
-from training.select import TopK, kth_largest_bits, magnitude_bits
+from glotbench.training.merge.methods import TensorParams, merge_tensors, slerp_coefficients
+from glotbench.training.merge.select import TopK, kth_largest_bits, magnitude_bits
 
 T = torch.tensor
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.types import GenerationPrompt, GenerationResult
-from tasks import mgsm
+from glotbench.harness.core.records import GenerationPrompt, GenerationResult
+from glotbench.tasks import mgsm
 
 # (language, model output, strict extraction, flexible extraction)
 CASES = [
@@ -62,7 +62,7 @@ def test_gold_answers_drop_thousands_commas():
 
 
 def test_unknown_language_fails_loudly():
-    from harness.errors import DataError
+    from glotbench.harness.core.errors import DataError
 
     with pytest.raises(DataError, match="mgsm has no 'strict' literal for language 'xx'"):
         mgsm.extract_strict("The answer is 1.", "xx")

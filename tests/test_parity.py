@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from harness import data
-from harness.backends.hf import HFBackend
-from harness.lmeval_ref import run_reference
-from harness.registry import get_task
+from glotbench.harness.taskapi import data
+from glotbench.harness.models.hf import HFBackend
+from glotbench.harness.models.lmeval_ref import run_reference
+from glotbench.harness.taskapi.registry import get_task
 
 SLICES = {"xcopa": (("et", "zh"), 32), "xwinograd": (("en", "jp"), 32)}
 TOLERANCE = 1e-4

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data
-from harness.backends.hf import HFBackend
-from harness.lmeval_ref import run_reference
-from harness.registry import get_task
-from harness.runner import RunConfig, execute, plan
-from harness.store import read_samples
-from harness.types import GenerationRequest
+from glotbench.harness.taskapi import data
+from glotbench.harness.models.hf import HFBackend
+from glotbench.harness.models.lmeval_ref import run_reference
+from glotbench.harness.taskapi.registry import get_task
+from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.store.rundir import read_samples
+from glotbench.harness.core.records import GenerationRequest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MGSM_LANGS, MGSM_N, MGSM_TOKENS = ("en", "es"), 20, 96

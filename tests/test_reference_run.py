@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import gate
-from harness.runner import RunConfig, execute, plan
-from harness.store import read_run, read_samples
+from glotbench.harness.gate import fixed as gate
+from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.store.rundir import read_run, read_samples
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "results" / "reference-embedded"

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from test_figures import A_0613, A_35, example_judge, multilingual_judge
 
-from harness.figures import MISSING
-from harness.report import build_report, format_value, write_report
+from glotbench.harness.report.figures import MISSING
+from glotbench.harness.report.html import build_report, format_value, write_report
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.errors import GlotbenchError
-from harness.runner import RunConfig, execute, plan
-from harness.store import read_run, read_samples
+from glotbench.harness.cli.main import main
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.store.rundir import read_run, read_samples
 
 
 def run(tmp_path: Path, model_dir: Path, name: str, **kw) -> tuple[dict, list[dict]]:

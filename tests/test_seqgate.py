@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from glotbench.harness.cli.main import main
 
 pytestmark = pytest.mark.slow
 

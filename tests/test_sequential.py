@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.sequential import (
+from glotbench.harness.gate.anytime import (
     SequentialTest,
     batch_order,
     bonferroni,

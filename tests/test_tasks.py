@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-import tasks as catalogue
-from harness.data import LoadedData, available, load
-from harness.errors import GlotbenchError
-from harness.registry import get_task, task_names
-from harness.task import Task
-from harness.types import (
+from glotbench import tasks as catalogue
+from glotbench.harness.taskapi.data import LoadedData, available, load
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.taskapi.registry import get_task, task_names
+from glotbench.harness.taskapi.spec import Task
+from glotbench.harness.core.records import (
     GenerationPrompt,
     GenerationResult,
     LoglikelihoodRequest,

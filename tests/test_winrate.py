@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.stats import averages
-from harness.winrate import (
+from glotbench.harness.metrics.stats import averages
+from glotbench.harness.judge.winrate import (
     Judgment,
     Match,
     bradley_terry,

@@ -1,1 +1,0 @@
-"""Model backends behind one narrow, batched protocol (see :mod:`harness.backends.base`)."""

@@ -1,0 +1,506 @@
+"""``glotbench gate``: does a candidate checkpoint regress against a baseline? (reads the store only)
+
+Comparability first. For every task and language present in both runs the task version,
+``data_sha256`` and ``prompt_sha256`` must agree, and both runs must hold the same ``doc_id``
+set; anything else is a one-line :class:`GlotbenchError` naming the task/language and what
+differs (exit 2). Prompts include the chat template, which differs between model families:
+the policy's ``allow_prompt_change: true`` turns that one check into a warning. Tasks or
+languages in only one run, and open-ended tasks without a judge directory, are listed as
+"not compared" (an error under ``require_all: true``).
+
+The test, per task × gated metric × language. Δ = candidate − baseline on the paired
+examples. H0: Δ ≤ −margin (worse by at least the margin) against H1: Δ > −margin
+(non-inferior), one-sided at ``alpha``. Every Δ is resampled by a seeded *paired* bootstrap
+(``resamples`` draws of example indices with replacement, ``numpy.random.default_rng``
+seeded by ``[seed, crc32("task/metric/lang")]`` so that cells are independent and stable):
+
+- accuracies (per-example values all 0/1): Δ of means; the two-sided exact McNemar p-value
+  (H0: Δ = 0, binomial test on the discordant pairs) is reported beside it;
+- chrF++: Δ of *corpus* chrF++, each resample re-summing the segments' sacrebleu sufficient
+  statistics (``chrf_stats``); the point Δ equals sacrebleu's exactly, and sacrebleu's own
+  paired bootstrap p-value (H0: Δ = 0) on the stored hypotheses (``pred``) beside it;
+- other per-example scores (xCOMET): Δ of means;
+- open-ended tasks (a ``glotbench judge`` directory of the two runs, either one as --a):
+  Δ = candidate's win-rate with ties counting ½ minus 0.5, invalid verdicts left out and
+  counted, prompts resampled with both presentation orders together (glotbench.harness.judge.winrate).
+
+p_noninferior = (1 + #{Δ* ≤ −margin}) / (B + 1); p_regression (H0: Δ ≥ −margin) =
+(1 + #{Δ* ≥ −margin}) / (B + 1); the CI is the two-sided (1 − 2·alpha) percentile interval,
+so "p_regression < alpha" is, up to bootstrap discreteness, "its upper bound < −margin".
+
+Margins come from the policy (a number per task, for its first gated metric, or a mapping
+metric → number), in the metric's own units: fractions for accuracies and win-rates
+(0.02 = 2 points), chrF++ points, xCOMET's 0–1. Absent, the margin is the minimum detectable
+effect at that n: MDE = (z_{1−alpha} + z_{power})·SE_Δ, with SE_Δ the paired standard error
+(sd(d, ddof=1)/√n for means; the bootstrap sd for chrF++ and win-rates). Identical runs have
+SE_Δ = 0; the floor is then the SE of an unpaired difference between two runs as good as the
+baseline: √2·√(p(1−p)/n) for accuracies (p the baseline accuracy, clipped to [½/n, 1 − ½/n]),
+√2·sd/√n for means, √2·(bootstrap SE of the baseline's corpus chrF++), and 0.5/√n_prompts
+for win-rates. Every cell reports its margin and ``margin_source`` (policy | mde | mde-floor).
+
+Verdicts. Benjamini–Hochberg adjusts both p-values across the languages of a task metric;
+a language is ``regression`` if its adjusted p_regression < alpha, ``pass`` if its adjusted
+p_noninferior < alpha, else ``inconclusive``. The pooled test is a stratified bootstrap of
+the macro mean Δ over languages (the per-language resamples averaged; margin from the policy
+or the MDE of √ΣSE²/L). A task metric regresses if a language or the pooled test does;
+passes if the pooled test passes and no language regresses; else is inconclusive. A task
+takes its worst metric; the run regresses if any task does. Inconclusive exits 0 or 1 as
+the policy's ``on_inconclusive`` says, and is listed in the summary either way.
+
+Result (JSON): ``verdict``; ``tasks[task] = {verdict, metrics[metric] = {kind, verdict,
+pooled, languages[lang]}}`` where a language holds n, baseline, candidate, delta, ci, se,
+margin, margin_source, p_noninferior(_bh), p_regression(_bh), verdict and, by kind,
+p_mcnemar + discordant counts, p_sacrebleu, or win/tie/loss/invalid counts;
+``inconclusive``, ``not_compared``, ``warnings``, ``policy`` and ``provenance`` (both runs'
+paths, model names, weights and run.json hashes; the judge directory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glotbench import harness
+from glotbench.harness.metrics import chrf as mt_metrics
+from glotbench.harness.core.errors import DataError, GlotbenchError
+from glotbench.harness.gate.policy import POLICY_FILE, Policy, load_policy  # noqa: F401 - re-exported
+from glotbench.harness.core.hashing import json_sha256
+from glotbench.harness.gate.paired_stats import (  # noqa: F401 - the gate's statistics, re-exported
+    DeltaTest,
+    benjamini_hochberg,
+    bootstrap_deltas,
+    chrf_corpus,
+    delta_test,
+    mcnemar_exact,
+    mde,
+    paired_bootstrap_delta,
+)
+from glotbench.harness.store.rundir import read_json, read_run, read_samples
+from glotbench.harness.judge.winrate import Judgment, _bootstrap_rates, _by_prompt, _prompt_counts
+
+WIN_RATE = "win_rate"
+"""The gated metric of open-ended tasks: the candidate's win-rate, ties counting half."""
+_RANK = {"pass": 0, "inconclusive": 1, "regression": 2}
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+# ---------------------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One language's paired comparison before margins and multiplicity are applied."""
+
+    n: int
+    baseline: float
+    candidate: float
+    replicates: np.ndarray
+    se: float
+    """Paired SE of Δ from the data (0 for identical runs)."""
+    se_floor: float
+    extra: dict
+
+
+def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None = None) -> dict:
+    """Gate ``candidate`` against ``baseline`` (run directories; ``judgments`` a judge directory
+    of the two runs for open-ended tasks). Returns a JSON-serialisable result; input that
+    cannot be compared raises :class:`GlotbenchError`."""
+    baseline, candidate = Path(baseline), Path(candidate)
+    runs = {"baseline": read_run(baseline), "candidate": read_run(candidate)}
+    prov = {k: r["provenance"]["tasks"] for k, r in runs.items()}
+    warnings: list[str] = []
+    not_compared: list[dict] = []
+    judge = _judge_pair(Path(judgments), baseline, candidate, runs, warnings) if judgments else None
+    units: dict[str, list[str]] = {}
+    for task in sorted(set(prov["baseline"]) | set(prov["candidate"])):
+        only = [k for k in runs if task not in prov[k]]
+        if only:
+            not_compared.append({"task": task, "lang": None, "reason": f"only in the {_other(only[0])} run"})
+            continue
+        pb, pc = prov["baseline"][task], prov["candidate"][task]
+        if pb.get("version") != pc.get("version"):
+            raise GlotbenchError(f"{task}: task version differs (baseline {pb.get('version')}, candidate "
+                                 f"{pc.get('version')})", "compare runs made with the same task version")
+        for lang in sorted(set(pb["languages"]) | set(pc["languages"])):
+            only = [k for k in runs if lang not in prov[k][task]["languages"]]
+            if only:
+                not_compared.append({"task": task, "lang": lang, "reason": f"only in the {_other(only[0])} run"})
+                continue
+            _comparable(task, lang, pb["languages"][lang], pc["languages"][lang], policy, warnings)
+            if _judged(task) and judge is None:
+                reason = "open-ended: pass the judge directory of the two runs"
+            elif _judged(task) and not (judge["dir"] / task / f"{lang}.jsonl").is_file():
+                reason = f"open-ended: not judged in {judgments}"
+            else:
+                units.setdefault(task, []).append(lang)
+                continue
+            not_compared.append({"task": task, "lang": lang, "reason": reason})
+    if policy.require_all and not_compared:
+        listed = ", ".join(f"{x['task']}/{x['lang']}" if x["lang"] else x["task"] for x in not_compared)
+        raise GlotbenchError(f"not compared: {listed} (policy require_all)",
+                             "run the same tasks and languages in both runs, or set require_all: false")
+    if not units:
+        raise GlotbenchError("the runs share no task and language that can be gated",
+                             "compare runs of the same tasks (open-ended tasks need --judgments)")
+    for key in ("margins", "metrics"):
+        for task in getattr(policy, key):
+            if task not in prov["baseline"] and task not in prov["candidate"]:
+                warnings.append(f"policy {key} name task {task!r}, which neither run has")
+    tasks_out = {}
+    for task, langs in units.items():
+        if _judged(task):
+            if policy.metrics.get(task, (WIN_RATE,)) != (WIN_RATE,):
+                raise GlotbenchError(f"policy {policy.source}: metrics for {task} must be {WIN_RATE!r} "
+                                     "(open-ended tasks are gated on the judge's win-rate)")
+            _judge_same_data(judge, task, langs, prov)
+            gated = {WIN_RATE: {lang: _winrate_cell(judge, task, lang, policy) for lang in langs}}
+        else:
+            gated = _gated(task, langs, baseline, candidate, prov, policy, warnings)
+        fixed = _policy_margins(policy, task, list(gated))
+        fams = {m: _family(cells, fixed[m], policy) for m, cells in gated.items()}
+        tasks_out[task] = {"verdict": max((f["verdict"] for f in fams.values()), key=_RANK.get),
+                           "metrics": fams}
+    verdict = max((t["verdict"] for t in tasks_out.values()), key=_RANK.get)
+    return {
+        "format": "glotbench-gate/1",
+        "verdict": verdict,
+        "tasks": tasks_out,
+        "inconclusive": [f"{t}/{m}" for t, v in tasks_out.items() for m, f in v["metrics"].items()
+                         if f["verdict"] == "inconclusive"],
+        "not_compared": not_compared,
+        "warnings": warnings,
+        "policy": asdict(policy),
+        "provenance": {"glotbench_version": harness.__version__,
+                       **{k: _run_info(p, runs[k]) for k, p in (("baseline", baseline), ("candidate", candidate))},
+                       "judgments": None if judge is None else {"path": str(judgments), **judge["info"]}},
+    }
+
+
+def exit_code(result: dict) -> int:
+    """0 pass, 1 regression (or inconclusive under ``on_inconclusive: fail``)."""
+    if result["verdict"] == "inconclusive":
+        return 1 if result["policy"]["on_inconclusive"] == "fail" else 0
+    return 1 if result["verdict"] == "regression" else 0
+
+
+def _other(missing_in: str) -> str:
+    return "candidate" if missing_in == "baseline" else "baseline"
+
+
+def _judged(task: str) -> bool:
+    from glotbench.harness.taskapi.registry import get_task
+
+    try:
+        return get_task(task).judged
+    except GlotbenchError:  # a task this version does not know: gated from its records
+        return False
+
+
+def _comparable(task: str, lang: str, b: dict, c: dict, policy: Policy, warnings: list[str]) -> None:
+    if b.get("data_sha256") != c.get("data_sha256"):
+        raise GlotbenchError(f"{task}/{lang}: the runs scored different data (data_sha256 "
+                             f"{str(b.get('data_sha256'))[:12]} vs {str(c.get('data_sha256'))[:12]})",
+                             "compare runs made on the same data source")
+    if b.get("prompt_sha256") != c.get("prompt_sha256"):
+        what = (f"{task}/{lang}: the runs used different prompts (prompt_sha256 "
+                f"{str(b.get('prompt_sha256'))[:12]} vs {str(c.get('prompt_sha256'))[:12]})")
+        if not policy.allow_prompt_change:
+            raise GlotbenchError(what, "prompts include the chat template; to gate across model "
+                                       "families set allow_prompt_change: true in the policy")
+        warnings.append(what + "; allowed by the policy")
+
+
+def _gated(task: str, langs: list[str], baseline: Path, candidate: Path, prov: dict, policy: Policy,
+           warnings: list[str]) -> dict[str, dict[str, _Cell]]:
+    mb, mc = prov["baseline"][task]["metrics"], prov["candidate"][task]["metrics"]
+    names = list(policy.metrics.get(task, ()))
+    if not names:
+        if mb[0] != mc[0]:
+            raise GlotbenchError(f"{task}: the runs' headline metrics differ ({mb[0]} vs {mc[0]})",
+                                 f"name the metric to gate under metrics: {task}: in the policy")
+        names = [mb[0]] + (["xcomet"] if "xcomet" in mb and "xcomet" in mc and mb[0] != "xcomet" else [])
+    for name in names:
+        if name not in mb or name not in mc:
+            raise GlotbenchError(f"{task}: metric {name!r} is not in both runs (baseline: {', '.join(mb)}; "
+                                 f"candidate: {', '.join(mc)})", "gate a metric both runs recorded")
+    pairs = {lang: _paired_records(baseline, candidate, task, lang) for lang in langs}
+    out = {}
+    for name in names:
+        values = {lang: (_values(rb, name, task, lang), _values(rc, name, task, lang))
+                  for lang, (rb, rc) in pairs.items()}
+        binary = all(np.isin(v, (0.0, 1.0)).all() for pair in values.values() for v in pair)
+        out[name] = {}
+        for lang, (rb, rc) in pairs.items():
+            seed = _seed(policy.seed, task, name, lang)
+            if name == "chrf++":
+                out[name][lang] = _chrf_cell(rb, rc, task, lang, seed, policy, warnings)
+            else:
+                out[name][lang] = _mean_cell(*values[lang], binary, seed, policy.resamples)
+    return out
+
+
+def _seed(seed: int, *names: str) -> list[int]:
+    return [seed, zlib.crc32("/".join(names).encode())]
+
+
+def _paired_records(baseline: Path, candidate: Path, task: str, lang: str) -> tuple[list[dict], list[dict]]:
+    recs = []
+    for path in (baseline, candidate):
+        try:
+            recs.append(read_samples(path, task, lang))
+        except OSError:
+            raise DataError(f"run {path} lacks its samples of {task}/{lang}",
+                            "the run directory is incomplete; regenerate it with glotbench run") from None
+    ids = [[r["doc_id"] for r in rs] for rs in recs]
+    for path, i in zip((baseline, candidate), ids):
+        if len(set(i)) < len(i):
+            raise DataError(f"{task}/{lang}: run {path} has duplicate doc_ids", "regenerate the run")
+    if set(ids[0]) != set(ids[1]):
+        shared = len(set(ids[0]) & set(ids[1]))
+        raise GlotbenchError(f"{task}/{lang}: the runs scored different examples ({len(ids[0])} vs "
+                             f"{len(ids[1])} doc_ids, {shared} shared)",
+                             "compare runs made with the same data and --limit")
+    if len(ids[0]) < 2:
+        raise DataError(f"{task}/{lang}: {len(ids[0])} example(s), too few for a paired test",
+                        "gate runs with at least 2 examples per language")
+    by_id = {r["doc_id"]: r for r in recs[1]}
+    return recs[0], [by_id[i] for i in ids[0]]
+
+
+def _values(recs: list[dict], metric: str, task: str, lang: str) -> np.ndarray:
+    bad = next((r["doc_id"] for r in recs if not isinstance(r.get(metric), int | float)), None)
+    if bad is not None:
+        raise DataError(f"{task}/{lang}: example {bad!r} has no {metric!r} score",
+                        "regenerate the run (or gate another metric under metrics: in the policy)")
+    return np.array([r[metric] for r in recs], dtype=float)
+
+
+def _mean_cell(b: np.ndarray, c: np.ndarray, binary: bool, seed: list[int], resamples: int) -> _Cell:
+    n = len(b)
+    if binary:
+        p = min(max(b.mean(), 0.5 / n), 1 - 0.5 / n)
+        floor = math.sqrt(2 * p * (1 - p) / n)
+        worse, better = int(np.sum((b == 1) & (c == 0))), int(np.sum((b == 0) & (c == 1)))
+        extra = {"p_mcnemar": mcnemar_exact(b, c), "discordant": {"worse": worse, "better": better}}
+    else:
+        floor, extra = math.sqrt(2) * float(b.std(ddof=1)) / math.sqrt(n), {}
+    return _Cell(n, float(b.mean()), float(c.mean()), bootstrap_deltas(b, c, seed, resamples),
+                 float((c - b).std(ddof=1)) / math.sqrt(n), floor, {"kind": "accuracy" if binary else "mean", **extra})
+
+
+def _chrf_cell(rb: list[dict], rc: list[dict], task: str, lang: str, seed: list[int], policy: Policy,
+               warnings: list[str]) -> _Cell:
+    if any("chrf_stats" not in r for r in rb + rc):
+        raise DataError(f"{task}/{lang}: records lack chrf_stats", "regenerate the runs with this glotbench")
+    sb, sc = (np.array([r["chrf_stats"] for r in rs], dtype=np.int64) for rs in (rb, rc))
+    base, cand = mt_metrics.chrf_from_stats(sb), mt_metrics.chrf_from_stats(sc)
+    reps = bootstrap_deltas(sb, sc, seed, policy.resamples, chrf_corpus)
+    floor = 0.0
+    if float(reps.std(ddof=1)) == 0:
+        floor = math.sqrt(2) * (mt_metrics.chrf_summary(sb, policy.seed, policy.resamples)["stderr"] or 0.0)
+    extra: dict = {"kind": "chrf"}
+    if all("pred" in r and "target" in r for r in rb + rc):
+        test = mt_metrics.paired_test([r["pred"] or "" for r in rb], [r["pred"] or "" for r in rc],
+                                      [r["target"] for r in rb], "bs", seed=policy.seed,
+                                      samples=policy.resamples)
+        # sacrebleu gives 1/(B+1) when both systems score the same (no centred resample
+        # exceeds a zero difference); a difference of exactly 0 is reported as p = 1.
+        extra["p_sacrebleu"] = 1.0 if test["delta"] == 0 else test["p_value"]
+        if test["delta"] != cand - base:
+            warnings.append(f"{task}/{lang}: chrf_stats disagree with sacrebleu on the stored hypotheses "
+                            f"(Δ {cand - base:.6f} vs {test['delta']:.6f})")
+    else:
+        warnings.append(f"{task}/{lang}: no stored hypotheses, sacrebleu's paired test skipped")
+    return _Cell(len(sb), base, cand, reps, float(reps.std(ddof=1)), floor, extra)
+
+
+def _judge_pair(path: Path, baseline: Path, candidate: Path, runs: dict, warnings: list[str]) -> dict:
+    """Which judgments compare the two runs, and which side the candidate was on."""
+    try:
+        meta = read_json(path / "judge.json")
+    except (OSError, ValueError):
+        raise GlotbenchError(f"{path} is not a glotbench judge directory (no readable judge.json)",
+                             "pass the directory written by 'glotbench judge'") from None
+    info = meta["provenance"]["runs"]
+
+    def name(run_path: Path, run: dict) -> str:
+        sha = json_sha256(run)
+        found = ([n for n, i in info.items() if Path(i["path"]).resolve() == run_path.resolve()]
+                 or [n for n, i in info.items() if i.get("run_sha256") == sha])
+        if len(found) != 1:
+            raise GlotbenchError(f"judge directory {path} did not judge run {run_path}",
+                                 f"it judged {', '.join(i['path'] for i in info.values())}")
+        if info[found[0]].get("run_sha256") not in (None, sha):
+            warnings.append(f"run {run_path} changed after it was judged (run_sha256 differs)")
+        return found[0]
+
+    nb, nc = name(baseline, runs["baseline"]), name(candidate, runs["candidate"])
+    a = next((n for n, i in info.items() if Path(i["path"]) == Path(meta["config"]["run_a"])), None)
+    if a not in (nb, nc) or nb == nc:
+        raise GlotbenchError(f"judge directory {path} did not compare {nb} with {nc}",
+                             "judge the two runs against each other: glotbench judge --a BASELINE --b CANDIDATE")
+    pair = f"{nb}__vs__{nc}" if a == nb else f"{nc}__vs__{nb}"
+    if not (path / "judgments" / pair).is_dir():
+        raise GlotbenchError(f"judge directory {path} has no judgments/{pair}", "rerun glotbench judge")
+    return {"dir": path / "judgments" / pair, "candidate_side": "b" if a == nb else "a",
+            "names": {"baseline": nb, "candidate": nc}, "runs": info,
+            "info": {"pair": pair, "judge": meta["provenance"].get("judge", {}).get("spec"),
+                     "prompt_sha256": meta["provenance"].get("prompt", {}).get("sha256")}}
+
+
+def _judge_same_data(judge: dict, task: str, langs: list[str], prov: dict) -> None:
+    for side, name in judge["names"].items():
+        judged = judge["runs"][name].get("tasks", {}).get(task, {}).get("languages", {})
+        for lang in langs:
+            sha = judged.get(lang, {}).get("data_sha256")
+            if sha is not None and sha != prov[side][task]["languages"][lang].get("data_sha256"):
+                raise GlotbenchError(f"{task}/{lang}: the judgments were made on other data than the "
+                                     f"{side} run (data_sha256 differs)", "judge the runs being gated")
+
+
+def _winrate_cell(judge: dict, task: str, lang: str, policy: Policy) -> _Cell:
+    swap = {"a": "b", "b": "a", "ab": "ba", "ba": "ab"}
+    flip = judge["candidate_side"] == "b"  # Judgment's model A is the candidate here
+    with open(judge["dir"] / task / f"{lang}.jsonl", encoding="utf-8") as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    js = [Judgment(r["prompt_id"], lang, swap[r["order"]] if flip else r["order"],
+                   swap.get(r["outcome"], r["outcome"]) if flip else r["outcome"]) for r in recs]
+    counts = _prompt_counts(_by_prompt(js))
+    wins, ties, losses = (float(x) for x in counts.sum(axis=0))
+    n = wins + ties + losses
+    if n == 0:
+        raise DataError(f"{task}/{lang}: no valid verdict among {len(js)} judgments", "rerun glotbench judge")
+    rng = np.random.default_rng(_seed(policy.seed, task, WIN_RATE, lang))
+    reps = _bootstrap_rates(counts, rng, policy.resamples)[:, 1] - 0.5
+    kept = reps[~np.isnan(reps)]
+    return _Cell(len(counts), 0.5, (wins + 0.5 * ties) / n, reps, float(kept.std(ddof=1)),
+                 0.5 / math.sqrt(len(counts)),
+                 {"kind": "win_rate", "n_judgments": len(js), "invalid": len(js) - int(n),
+                  "wins": int(wins), "ties": int(ties), "losses": int(losses)})
+
+
+def _family(cells: dict[str, _Cell], fixed: float | None, policy: Policy) -> dict:
+    """Margins, tests, BH across languages, pooled test and verdict of one task metric."""
+    alpha, out, ses = policy.alpha, {}, []
+    for lang, cell in cells.items():
+        se, source = (cell.se, "mde") if cell.se > 1e-12 else (cell.se_floor, "mde-floor")
+        margin, source = (fixed, "policy") if fixed is not None else (mde(se, alpha, policy.power), source)
+        ses.append(se)
+        t = delta_test(cell.candidate - cell.baseline, cell.replicates, margin, alpha)
+        out[lang] = {"n": cell.n, "baseline": cell.baseline, "candidate": cell.candidate, "delta": t.delta,
+                     "ci": list(t.ci), "se": se, "margin": margin, "margin_source": source,
+                     "p_noninferior": t.p_noninferior, "p_regression": t.p_regression, **cell.extra}
+    for key in ("p_noninferior", "p_regression"):
+        for lang, p in zip(out, benjamini_hochberg([v[key] for v in out.values()])):
+            out[lang][f"{key}_bh"] = p
+    for v in out.values():
+        v["verdict"] = ("regression" if v["p_regression_bh"] < alpha
+                        else "pass" if v["p_noninferior_bh"] < alpha else "inconclusive")
+    reps = np.stack([c.replicates for c in cells.values()])  # stratified: languages resampled apart
+    valid = ~np.isnan(reps)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled_reps = np.where(valid, reps, 0).sum(axis=0) / valid.sum(axis=0)
+    se = math.sqrt(sum(s * s for s in ses)) / len(ses)
+    margin = fixed if fixed is not None else mde(se, alpha, policy.power)
+    t = delta_test(float(np.mean([v["delta"] for v in out.values()])), pooled_reps, margin, alpha)
+    pooled = {"n": sum(c.n for c in cells.values()), "n_languages": len(cells),
+              "baseline": float(np.mean([c.baseline for c in cells.values()])),
+              "candidate": float(np.mean([c.candidate for c in cells.values()])),
+              "delta": t.delta, "ci": list(t.ci), "se": se, "margin": margin,
+              "margin_source": "policy" if fixed is not None else "mde",
+              "p_noninferior": t.p_noninferior, "p_regression": t.p_regression,
+              "verdict": "regression" if t.p_regression < alpha else "pass" if t.p_noninferior < alpha
+              else "inconclusive"}
+    if pooled["verdict"] == "regression" or any(v["verdict"] == "regression" for v in out.values()):
+        verdict = "regression"
+    else:
+        verdict = "pass" if pooled["verdict"] == "pass" else "inconclusive"
+    kind = next(iter(cells.values())).extra["kind"]
+    return {"kind": kind, "verdict": verdict, "pooled": pooled, "languages": out}
+
+
+def _policy_margins(policy: Policy, task: str, metrics: list[str]) -> dict[str, float | None]:
+    """The policy's margin per gated metric (a plain number is the first metric's)."""
+    m = policy.margins.get(task)
+    if not isinstance(m, dict):
+        return {name: m if k == 0 else None for k, name in enumerate(metrics)}
+    unknown = [name for name in m if name not in metrics]
+    if unknown:
+        raise GlotbenchError(f"policy {policy.source}: margins for {task} name {', '.join(unknown)}, "
+                             f"not gated (gated: {', '.join(metrics)})", "name a gated metric")
+    return {name: m.get(name) for name in metrics}
+
+
+def _run_info(path: Path, run: dict) -> dict:
+    model = run.get("provenance", {}).get("model", {}) or {}
+    return {"path": str(path), "created": run.get("created"), "model": model.get("name"),
+            "backend": model.get("backend"), "weights_sha256": model.get("weights_sha256"),
+            "run_sha256": json_sha256(run)}
+
+
+# ---------------------------------------------------------------------------- Markdown
+
+_UNITS = {"accuracy": "values in %, Δ and margin in points", "win_rate": "win-rate (ties ½) in %, "
+          "baseline 50 by definition; Δ and margin in points", "chrf": "chrF++ points", "mean": "raw scores"}
+_P0 = {"accuracy": "exact McNemar", "chrf": "sacrebleu paired bootstrap"}
+
+
+def format_markdown(result: dict) -> str:
+    """A compact summary for a CI comment: the verdict line, one table per task metric."""
+    counts = {v: sum(t["verdict"] == v for t in result["tasks"].values()) for v in _RANK}
+    policy, prov = result["policy"], result["provenance"]
+    verdict = result["verdict"]
+    note = ""
+    if verdict == "inconclusive":
+        note = f" (counted as {'a failure' if policy['on_inconclusive'] == 'fail' else 'a pass'} by the policy)"
+    lines = [f"## glotbench gate: {verdict.upper()}{note}", "",
+             f"Candidate `{prov['candidate']['model']}` ({prov['candidate']['path']}) against baseline "
+             f"`{prov['baseline']['model']}` ({prov['baseline']['path']}): {counts['pass']} task(s) pass, "
+             f"{counts['regression']} regress, {counts['inconclusive']} inconclusive."]
+    level = round(100 * (1 - 2 * policy["alpha"]))
+    for task, t in result["tasks"].items():
+        for metric, f in t["metrics"].items():
+            kind = f["kind"]
+            lines += ["", f"### {task} · {metric}: {f['verdict']}", "",
+                      f"| lang | n | baseline | candidate | Δ | {level}% CI | margin | p non-inf. (BH) "
+                      "| p regr. (BH) | p Δ=0 | verdict |",
+                      "|:--|--:|--:|--:|--:|:--|--:|--:|--:|--:|:--|"]
+            rows = [(lang, v, "_bh") for lang, v in f["languages"].items()] + [("**pooled**", f["pooled"], "")]
+            lines += [_row(lang, v, bh, kind) for lang, v, bh in rows]
+            lines.append(f"\n{_UNITS[kind]}" + (f"; p Δ=0: {_P0[kind]}, two-sided" if kind in _P0 else ""))
+    if result["inconclusive"]:
+        lines += ["", "Inconclusive: " + ", ".join(result["inconclusive"])]
+    if result["not_compared"]:
+        lines += ["", "Not compared: " + "; ".join(
+            f"{x['task']}{'/' + x['lang'] if x['lang'] else ''} ({x['reason']})" for x in result["not_compared"])]
+    lines += [f"\nWarning: {w}" for w in result["warnings"]]
+    lines += ["", f"<sub>One-sided tests of H0: Δ ≤ −margin at α = {policy['alpha']}; Benjamini–Hochberg "
+              f"across languages; {policy['resamples']} seeded paired bootstrap resamples (seed "
+              f"{policy['seed']}); default margins are the MDE at power {policy['power']}; policy: "
+              f"{policy['source']}.</sub>"]
+    return "\n".join(lines) + "\n"
+
+
+def _row(lang: str, v: dict, bh: str, kind: str) -> str:
+    p0 = v.get("p_mcnemar", v.get("p_sacrebleu"))
+    ci = ", ".join(_num(x, kind, sign=True) for x in v["ci"])
+    return (f"| {lang} | {v['n']} | {_num(v['baseline'], kind)} | {_num(v['candidate'], kind)} | "
+            f"{_num(v['delta'], kind, sign=True)} | [{ci}] | {_num(v['margin'], kind)} ({v['margin_source']}) | "
+            f"{_p(v['p_noninferior' + bh])} | {_p(v['p_regression' + bh])} | {'–' if p0 is None else _p(p0)} | "
+            f"{v['verdict']} |")
+
+
+def _num(x: float, kind: str, sign: bool = False) -> str:
+    scale, digits = {"accuracy": (100, 1), "win_rate": (100, 1), "chrf": (1, 2)}.get(kind, (1, 3))
+    return f"{x * scale:{'+' if sign else ''}.{digits}f}"
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -1,0 +1,222 @@
+"""xCOMET scoring through an isolated COMET environment.
+
+unbabel-comet 2.2.7 pins transformers<5, numpy<2, huggingface-hub<1 and torchmetrics 0.10
+(which needs ``setuptools<81`` for ``pkg_resources``), so it cannot share glotbench's
+environment. glotbench keeps a dedicated virtualenv for it:
+
+* ``$GLOTBENCH_COMET_ENV`` if set (an existing venv with unbabel-comet is used as is),
+  else ``<glotbench cache>/comet-env``, built on first use with
+  ``pip install torch==2.13.0 unbabel-comet==2.2.7 'setuptools<81'`` (~1.5 min measured on
+  CPU; the build log is kept next to it). A build runs under a file lock and the env counts
+  as ready only once a marker file is written last, so a killed build is redone, never used.
+* :mod:`glotbench.harness.metrics.comet_worker` runs there and exchanges JSON files with this module.
+
+Segment scores are cached in the request cache under the model's identity (checkpoint
+content hash, or the hub id) and the (source, hypothesis, reference) triple, so re-running
+a finished run re-scores nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.hashing import json_sha256, memo_file_sha256, write_json_atomic
+from glotbench.harness.core.paths import cache_dir
+
+DEFAULT_MODEL = "Unbabel/XCOMET-XL"
+REQUIREMENTS = ("torch==2.13.0", "unbabel-comet==2.2.7", "setuptools<81")
+WORKER = Path(__file__).resolve().parent / "comet_worker.py"
+READY = ".glotbench-ready"
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+class CometError(GlotbenchError):
+    """The xCOMET environment or model is unusable."""
+
+
+def env_dir() -> Path:
+    env = os.environ.get("GLOTBENCH_COMET_ENV")
+    return Path(env).expanduser() if env else cache_dir() / "comet-env"
+
+
+def _python(env: Path) -> Path:
+    return env / "bin" / "python"
+
+
+def _has_comet(python: Path) -> bool:
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('comet') is None)"
+    return python.is_file() and subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
+
+
+def ensure_env(env: Path | None = None, log=None) -> Path:
+    """The Python of a ready COMET environment, building it first if needed."""
+    env = Path(env) if env is not None else env_dir()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if (env / READY).is_file() and _python(env).is_file():
+        return _python(env)
+    if not (env / READY).exists() and _has_comet(_python(env)) and not (env / ".glotbench-building").exists():
+        return _python(env)  # a user-provided venv with unbabel-comet installed
+    with _lock(env.parent / f".{env.name}.lock"):
+        if (env / READY).is_file():  # built by another process while we waited
+            return _python(env)
+        return _build(env, log)
+
+
+@contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build(env: Path, log) -> Path:
+    import shutil
+
+    build_log = env.parent / f"{env.name}-build.log"
+    fix = (f"see {build_log}; the build needs the package index (pip install {' '.join(REQUIREMENTS)}), "
+           "or point GLOTBENCH_COMET_ENV at a virtualenv that has unbabel-comet 2.2.7")
+    if env.exists():
+        shutil.rmtree(env)
+    log(f"xcomet: building the isolated COMET environment in {env} (one time, ~1.5 min) ...")
+    t0 = time.time()
+    env.mkdir(parents=True)
+    (env / ".glotbench-building").touch()
+    # No --clear: it would delete the building marker (the directory was emptied above).
+    steps = [[sys.executable, "-m", "venv", str(env)],
+             [str(_python(env)), "-m", "pip", "install", "--disable-pip-version-check", *REQUIREMENTS],
+             [str(_python(env)), "-c", "from comet.models import XCOMETMetric"]]
+    with open(build_log, "w", encoding="utf-8") as out:
+        for cmd in steps:
+            out.write(f"$ {' '.join(cmd)}\n")
+            out.flush()
+            try:
+                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+            except OSError as exc:
+                shutil.rmtree(env, ignore_errors=True)
+                raise CometError(f"cannot build the xCOMET environment in {env}: {exc.strerror}", fix) from None
+            if proc.returncode != 0:
+                shutil.rmtree(env, ignore_errors=True)
+                raise CometError(f"cannot build the xCOMET environment in {env}: '{' '.join(cmd[1:4])}' "
+                                 f"failed ({_last_line(build_log)})", fix)
+    seconds = round(time.time() - t0, 1)
+    (env / ".glotbench-building").unlink(missing_ok=True)
+    write_json_atomic(env / READY, {"requirements": list(REQUIREMENTS), "python": sys.version.split()[0],
+                                    "build_seconds": seconds})
+    log(f"xcomet: environment ready in {seconds} s")
+    return _python(env)
+
+
+def _last_line(path: Path) -> str:
+    lines = [x.strip() for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
+    errors = [x for x in lines if x.startswith("ERROR")]
+    return (errors or lines or ["no output"])[-1][:200]
+
+
+def model_identity(model: str) -> str:
+    """Cache identity of a COMET model: the checkpoint's content hash for a local one (plus
+    its hparams), the hub id otherwise."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "model.ckpt"
+    if path.is_file():
+        hparams = path.parent.parent / "hparams.yaml"
+        extra = memo_file_sha256(hparams) if hparams.is_file() else ""
+        return "xcomet:sha256:" + json_sha256([memo_file_sha256(path), extra])
+    if HUB_ID.fullmatch(model) and not model.startswith("."):
+        return f"xcomet:hub:{model}"
+    raise CometError(f"xCOMET model {model!r} not found: no such checkpoint file or directory",
+                     f"pass a COMET checkpoint (.ckpt, or a directory with checkpoints/model.ckpt) "
+                     f"or a hub id such as {DEFAULT_MODEL}")
+
+
+def score(segments: list[dict], model: str = DEFAULT_MODEL, *, batch_size: int = 8, gpus: int = 0,
+          fp16: bool = False, cache=None, env: Path | None = None,
+          progress: bool = False) -> tuple[list[dict], dict]:
+    """Per segment of ``segments`` (dicts with src, mt, ref): ``{"score", "error_spans"}``
+    (xCOMET's error spans: text, start, end, severity, confidence; None for models without
+    them), and what produced them. ``fp16``: half precision, as the comet-score CLI runs
+    (faster on a GPU; scores differ from float32 in the 4th decimal, so it is part of the
+    cache identity)."""
+    identity = model_identity(model) + ("|fp16" if fp16 else "")
+    keys = [json_sha256([s["src"], s["mt"], s["ref"]]) for s in segments]
+    found = dict(cache.get_many(identity, keys)) if cache is not None else {}
+    todo = list(dict.fromkeys(k for k in keys if k not in found))
+    info = {"model": model, "identity": identity, "segments": len(segments),
+            "from_cache": sum(1 for k in keys if k in found), "computed": len(todo),
+            "batch_size": batch_size, "gpus": gpus, "precision": "fp16" if fp16 else "fp32"}
+    if todo:
+        by_key = dict(zip(keys, segments))
+        batch = [{"src": by_key[k]["src"], "mt": by_key[k]["mt"], "ref": by_key[k]["ref"]} for k in todo]
+        out = _run_worker(ensure_env(env), model, batch, batch_size, gpus, fp16, progress)
+        spans = out.get("error_spans") or [None] * len(todo)
+        values = [{"score": s, "error_spans": e} for s, e in zip(out["scores"], spans)]
+        found.update(zip(todo, values))
+        if cache is not None:
+            cache.put_many(identity, list(zip(todo, values)))
+        info.update({k: out[k] for k in ("checkpoint", "comet_version", "model_class", "seconds")})
+    return [found[k] for k in keys], info
+
+
+def _run_worker(python: Path, model: str, segments: list[dict], batch_size: int, gpus: int, fp16: bool,
+                progress: bool) -> dict:
+    with tempfile.TemporaryDirectory(prefix="glotbench-xcomet-") as tmp:
+        req, resp, errlog = Path(tmp) / "request.json", Path(tmp) / "response.json", Path(tmp) / "worker.log"
+        req.write_text(json.dumps({"model": model, "batch_size": batch_size, "gpus": gpus, "fp16": fp16,
+                                   "progress": progress, "segments": segments}, ensure_ascii=False),
+                       encoding="utf-8")
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        with open(errlog, "w", encoding="utf-8") as err:
+            # -I: the worker lives in harness/, whose types.py must not shadow the stdlib module.
+            proc = subprocess.run([str(python), "-I", str(WORKER), str(req), str(resp)],
+                                  stdout=err, stderr=subprocess.STDOUT, env=env)
+        out = json.loads(resp.read_text(encoding="utf-8")) if resp.is_file() else None
+        if out is None or not out.get("ok"):
+            if out is not None and out.get("kind") == "model_missing":
+                raise CometError(f"xCOMET model unavailable: {out['message']}",
+                                 f"download it where the hub is reachable (hf download {model}; "
+                                 "XCOMET-XL is gated: accept its licence first) and reuse that "
+                                 "HF cache, or pass a local checkpoint with --xcomet PATH")
+            why = out["message"] if out is not None else \
+                f"the worker exited with status {proc.returncode} ({_last_line(errlog)})"
+            raise CometError(f"xCOMET scoring failed: {why[:300]}",
+                             f"check the model and the COMET environment ({python.parent.parent})")
+        if len(out["scores"]) != len(segments):
+            raise RuntimeError(f"xCOMET worker returned {len(out['scores'])} scores for {len(segments)} segments")
+        return out
+
+
+def score_units(cfg, scored: list, cache, device: str, progress: bool) -> dict:
+    """Add a per-example ``xcomet`` score to every translation unit of a run (in place:
+    records and score dicts), all units in one worker call; returns the provenance entry."""
+    triples, slots = [], []
+    for unit, records, scores in scored:
+        field = unit.task.source_field
+        if not field:
+            continue
+        for sample, prompt, rec, sc in zip(unit.loaded.samples, unit.prompts, records, scores):
+            triples.append({"src": sample.fields[field], "mt": rec["pred"] or "", "ref": prompt.target})
+            slots.append((rec, sc))
+    gpus = 1 if device.startswith("cuda") else 0
+    if progress:
+        print(f"xcomet: scoring {len(triples)} segments with {cfg.xcomet}", file=sys.stderr)
+    values, info = score(triples, cfg.xcomet, batch_size=cfg.xcomet_batch_size, gpus=gpus,
+                         fp16=cfg.xcomet_fp16, cache=cache, progress=progress)
+    for (rec, sc), v in zip(slots, values):
+        rec["xcomet"] = sc["xcomet"] = v["score"]
+        if v.get("error_spans") is not None:
+            rec["xcomet_error_spans"] = v["error_spans"]
+    return info

@@ -1,0 +1,399 @@
+"""transformers backend: log-likelihoods with shared-prefix KV reuse, batched generation.
+
+Tokenisation reproduces lm-eval 0.4.13's ``HFLM`` exactly (trailing context spaces move to
+the continuation; ``context + continuation`` is encoded whole and split after the tokens
+of the context alone; no special tokens unless the tokenizer adds them by default; an
+empty context becomes the BOS/EOS token; over-long inputs are truncated from the left),
+so per-example log-likelihoods match lm-eval's to float precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from glotbench.harness.models.protocol import ModelIdentity
+from glotbench.harness.models.prefix import Call, Group, cached_shared, plan_calls, plan_groups
+from glotbench.harness.models.prefix import Sequence as TokSeq
+from glotbench.harness.core.errors import GlotbenchError, ModelError
+from glotbench.harness.core.hashing import dir_sha256
+from glotbench.harness.core.paths import hub_offline
+from glotbench.harness.core.records import (
+    ChatMessage,
+    GenerationRequest,
+    GenerationResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+
+HASHED_FILES = ("*.safetensors", "*.bin", "config.json", "tokenizer*", "*.model", "*.tiktoken")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GlotbenchError("--device cuda was asked for but no CUDA device is visible",
+                             "use --device cpu, or check CUDA_VISIBLE_DEVICES and the torch build")
+    if device not in ("cpu", "cuda"):
+        raise GlotbenchError(f"unknown device {device!r}", "use --device cpu, cuda or auto")
+    return device
+
+
+class HFBackend:
+    """A transformers causal LM on one device."""
+
+    def __init__(self, path: str, *, name: str | None = None, device: str = "auto",
+                 dtype: str = "auto", batch_size: int = 16, max_batch_tokens: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        if dtype not in DTYPES:
+            raise GlotbenchError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+        if batch_size < 1:
+            raise GlotbenchError(f"batch size must be >= 1, got {batch_size}", "pass --batch-size 1 or more")
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        # Tokens per packed row, and rows per forward pass. On CPU one row of <= 1024 tokens
+        # measured fastest (matmuls saturate near 500 tokens; padding several rows cost more
+        # than the quadratic attention over one); on GPU, several rows per call pay off.
+        self.row_tokens = max_batch_tokens or (1024 if self.device == "cpu" else 2048)
+        self.max_rows = 1 if self.device == "cpu" else 8
+        self._head_only: bool | None = None
+        local = Path(path).expanduser()
+        looks_local = path.startswith(("/", ".", "~")) or local.exists()
+        if looks_local and not local.is_dir():
+            raise ModelError(f"model directory {path!r} does not exist",
+                             "pass an existing transformers model directory: --model hf:/path/to/model")
+        if looks_local and not (local / "config.json").is_file():
+            raise ModelError(f"{path!r} is not a transformers model directory (no config.json)",
+                             "point --model hf: at the directory holding config.json and the weights")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
+            source = str(local) if local.exists() else path
+            # "auto" keeps the checkpoint's dtype, as lm-eval does.
+            torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+            try:
+                # Packed scoring passes custom 4-D masks: sdpa and eager accept them.
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=torch_dtype, attn_implementation="sdpa")
+            except ValueError as exc:
+                if "sdpa" not in str(exc).lower():
+                    raise
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=torch_dtype, attn_implementation="eager")
+        except (OSError, ValueError) as exc:
+            offline = hub_offline() or "offline" in str(exc).lower() or "connect" in str(exc).lower()
+            where = "a local directory" if local.exists() else (
+                "not a local directory, and the hub could not be reached" if offline
+                else "not a local directory, and not a loadable hub id")
+            raise ModelError(f"cannot load model {path!r}: {where} ({_first_line(exc)})",
+                             "pass a transformers model directory: --model hf:/path/to/model") from None
+        self.model.to(self.device).eval()
+        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        if local.exists():
+            weights = dir_sha256(local, HASHED_FILES)
+        else:
+            weights = f"hub:{path}@{getattr(self.model.config, '_commit_hash', None) or 'unknown'}"
+        self.identity = ModelIdentity(
+            backend="hf", name=name or path, weights_sha256=weights,
+            dtype=str(self.model.dtype).removeprefix("torch."), device=self.device,
+        )
+        tok = self.tokenizer
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def release(self) -> None:
+        """Free the weights (the tokenizer stays): makes room on the GPU for a later stage
+        such as xCOMET; the backend cannot score or generate afterwards."""
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ---- tokenisation (lm-eval's conventions) -------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        # A prompt rendered by the chat template already carries its BOS text; adding the
+        # tokenizer's special tokens again would double it.
+        bos = self.tokenizer.bos_token
+        return self.tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
+
+    def encode_pair(self, context: str, continuation: str) -> TokSeq:
+        if not context:
+            cont = self._encode(continuation)
+            return TokSeq(tuple([self.prefix_token_id] + cont), 1)
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self._encode(context + continuation)
+        ctx = self._encode(context)
+        tokens = ctx + whole[len(ctx):]
+        n_ctx = len(ctx)
+        if len(tokens) > self.max_length + 1:  # left-truncate, as lm-eval does
+            cut = len(tokens) - (self.max_length + 1)
+            if cut >= n_ctx:
+                raise GlotbenchError(
+                    f"a continuation of {len(tokens) - n_ctx} tokens exceeds the model's "
+                    f"context of {self.max_length}", "shorten the item or use a longer-context model")
+            tokens, n_ctx = tokens[cut:], n_ctx - cut
+        return TokSeq(tuple(tokens), n_ctx)
+
+    # ---- log-likelihood ----------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        """Score requests in packed rows: each group's shared prefix appears once, followed by
+        its members' suffixes; a 4-D mask lets every suffix see only the prefix and itself,
+        and position ids restart so each token sits where it would in its own sequence."""
+        import torch
+
+        seqs = [self.encode_pair(r.context, r.continuation) for r in requests]
+        groups = plan_groups(seqs)
+        out: list[LoglikelihoodResult | None] = [None] * len(seqs)
+        prefix_kv: tuple[int, list] | None = None
+        with torch.inference_mode():
+            for call in plan_calls(seqs, groups, row_tokens=self.row_tokens, max_rows=self.max_rows,
+                                   max_requests=self.batch_size):
+                kv = None
+                if call.cached_prefix is not None:
+                    # Calls of one big group come in a row: compute its prefix once.
+                    if prefix_kv is None or prefix_kv[0] != call.cached_prefix:
+                        prefix_kv = (call.cached_prefix, self._prefix_kv(seqs, groups[call.cached_prefix]))
+                    kv = prefix_kv[1]
+                self._run_call(seqs, groups, call, kv, out)
+        return out  # type: ignore[return-value]
+
+    def _prefix_kv(self, seqs: list[TokSeq], group: Group) -> list:
+        import torch
+
+        shared = cached_shared(seqs, group)
+        ids = torch.tensor([seqs[group.members[0]].tokens[:shared]], device=self.device)
+        res = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        return [(layer.keys, layer.values) for layer in res.past_key_values.layers]
+
+    def _run_call(self, seqs: list[TokSeq], groups: list[Group], call: Call, kv, out: list) -> None:
+        import torch
+
+        rows = [self._layout_row(seqs, groups, row, cached=kv is not None) for row in call.rows]
+        width = max(len(r["ids"]) for r in rows)
+        n_rows = len(rows)
+        ids = torch.zeros((n_rows, width), dtype=torch.long)
+        pos = torch.zeros((n_rows, width), dtype=torch.long)
+        allowed = torch.zeros((n_rows, width, width), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            n = len(r["ids"])
+            ids[i, :n] = torch.tensor(r["ids"])
+            pos[i, :n] = torch.tensor(r["pos"])
+            blk = torch.tensor(r["block"])
+            mem = torch.tensor(r["member"])
+            allowed[i, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril() & (blk[:, None] == blk[None, :]) \
+                & ((mem[None, :] == -1) | (mem[:, None] == mem[None, :]))
+            allowed[i, n:, n:] = torch.eye(width - n, dtype=torch.bool)  # padding sees itself only
+        kwargs = {}
+        if kv is not None:
+            from transformers import DynamicCache
+
+            kwargs["past_key_values"] = DynamicCache(
+                ddp_cache_data=[(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) for k, v in kv])
+            allowed = torch.cat([torch.ones(n_rows, width, kv[0][0].shape[2], dtype=torch.bool), allowed], dim=2)
+        keep_rows = torch.tensor([i for i, r in enumerate(rows) for _ in r["keep"]], device=self.device)
+        keep_cols = torch.tensor([c for r in rows for c in r["keep"]], device=self.device)
+        logp = self._kept_logprobs(ids, pos, self._mask(allowed), keep_rows, keep_cols, kwargs)
+        start = 0
+        for r in rows:
+            for m, n_targets in r["spans"]:
+                seq = seqs[m]
+                targets = torch.tensor(seq.tokens[seq.n_context:], device=self.device)
+                lp = logp[start:start + n_targets]
+                start += n_targets
+                picked = lp.gather(1, targets[:, None]).squeeze(1)
+                greedy = bool((lp.argmax(-1) == targets).all())
+                # Summed in float32, like lm-eval, so the two agree to the last bits we can.
+                out[m] = LoglikelihoodResult(float(picked.sum()), greedy, n_targets)
+
+    @staticmethod
+    def _layout_row(seqs, groups, blocks, cached: bool) -> dict:
+        """Token ids, positions, block/member ids and scored positions of one packed row."""
+        r = {"ids": [], "pos": [], "block": [], "member": [], "keep": [], "spans": []}
+        for b, block in enumerate(blocks):
+            g = groups[block.group]
+            # Tokens before `base` are in the key/value cache; [base, shared) is this block's
+            # own prefix, laid out once and seen by all its members.
+            base = cached_shared(seqs, g) if cached else 0
+            shared = block.shared if block.shared is not None else (base if cached else g.shared)
+            prefix_at = len(r["ids"])
+            if shared > base:
+                r["ids"] += seqs[block.members[0]].tokens[base:shared]
+                r["pos"] += range(base, shared)
+                r["block"] += [b] * (shared - base)
+                r["member"] += [-1] * (shared - base)
+            for m in block.members:
+                seq = seqs[m]
+                suffix = seq.tokens[shared:-1]
+                suffix_at = len(r["ids"])
+                n_targets = len(seq.tokens) - seq.n_context
+                r["spans"].append((m, n_targets))
+                # Fed position q predicts token q + 1; it sits in the prefix or the suffix.
+                r["keep"] += [prefix_at + q - base if q < shared else suffix_at + q - shared
+                              for q in range(seq.n_context - 1, len(seq.tokens) - 1)]
+                r["ids"] += suffix
+                r["pos"] += range(shared, shared + len(suffix))
+                r["block"] += [b] * len(suffix)
+                r["member"] += [m] * len(suffix)
+        return r
+
+    def _kept_logprobs(self, ids, pos, mask, keep_rows, keep_cols, kwargs):
+        """Log-softmax at the scored positions only.
+
+        The LM head is applied to the kept hidden states alone when that reproduces the
+        model's own logits (checked once: models that scale or soft-cap logits fail the
+        check and take the full path)."""
+        import torch
+
+        ids, pos = ids.to(self.device), pos.to(self.device)
+        use_cache = "past_key_values" in kwargs
+        if self._head_only is None:
+            self._head_only = self._check_head_only()
+        if self._head_only:
+            base = getattr(self.model, self.model.base_model_prefix)
+            hidden = base(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=use_cache,
+                          **kwargs).last_hidden_state
+            logits = self.model.get_output_embeddings()(hidden[keep_rows, keep_cols])
+        else:
+            logits = self.model(input_ids=ids, position_ids=pos, attention_mask=mask,
+                                use_cache=use_cache, **kwargs).logits[keep_rows, keep_cols]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _check_head_only(self) -> bool:
+        import torch
+
+        ids = torch.tensor([[self.prefix_token_id] * 4], device=self.device)
+        full = self.model(input_ids=ids).logits[0, -1]
+        try:
+            base = getattr(self.model, self.model.base_model_prefix)
+            head = self.model.get_output_embeddings()(base(input_ids=ids).last_hidden_state[0, -1])
+        except Exception:  # noqa: BLE001 - any mismatch in structure means: use the full path
+            return False
+        # Equal up to float noise (the matmul shapes differ); a scaled or capped head is far off.
+        return bool(torch.allclose(full, head, rtol=1e-4, atol=1e-4))
+
+    def _mask(self, allowed):
+        """4-D mask in the form the attention implementation expects."""
+        import torch
+
+        allowed = allowed[:, None].to(self.device)  # (rows, 1, queries, keys)
+        if self.model.config._attn_implementation == "sdpa":
+            return allowed
+        additive = torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device)
+        return additive.masked_fill(~allowed, torch.finfo(self.model.dtype).min)
+
+    # ---- generation ---------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Batched generation, left-padded; each sequence stops at its own stop strings (or
+        EOS) and the batch ends when every sequence has. Batches mix requests with different
+        stop strings (one language's "Question:" never ends another's row); only the length,
+        temperature and seed must agree."""
+        import torch
+
+        out: list[GenerationResult | None] = [None] * len(requests)
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        enc = [self._encode(r.prompt) for r in requests]
+        # Group by decoding settings; longest prompts first.
+        order = sorted(range(len(requests)), key=lambda i: (
+            requests[i].max_new_tokens, requests[i].temperature, requests[i].seed, -len(enc[i]), i))
+        with torch.inference_mode():
+            i = 0
+            while i < len(order):
+                head = requests[order[i]]
+                batch = [order[i]]
+                while (len(batch) < self.batch_size and i + len(batch) < len(order)
+                       and _same_settings(requests[order[i + len(batch)]], head)):
+                    batch.append(order[i + len(batch)])
+                i += len(batch)
+                width = max(len(enc[j]) for j in batch)
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for r, j in enumerate(batch):  # left padding
+                    ids[r, width - len(enc[j]):] = torch.tensor(enc[j])
+                    mask[r, width - len(enc[j]):] = 1
+                gen_kwargs = dict(max_new_tokens=head.max_new_tokens, pad_token_id=pad_id)
+                if head.temperature > 0:
+                    torch.manual_seed(head.seed)
+                    gen_kwargs.update(do_sample=True, temperature=head.temperature, top_k=0, top_p=1.0)
+                else:
+                    gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                stops = [requests[j].stop for j in batch]
+                if any(stops):
+                    from transformers import StoppingCriteriaList
+
+                    gen_kwargs["stopping_criteria"] = StoppingCriteriaList([_RowStops(tok, stops, width)])
+                res = self.model.generate(input_ids=ids.to(self.device),
+                                          attention_mask=mask.to(self.device), **gen_kwargs)
+                for r, j in enumerate(batch):
+                    new = res[r, width:].tolist()
+                    while new and pad_id != tok.eos_token_id and new[-1] == pad_id:  # stopped early: padded
+                        new.pop()
+                    eos = tok.eos_token_id
+                    finish = "length"
+                    if eos is not None and eos in new:
+                        new = new[:new.index(eos)]
+                        finish = "eos"
+                    text = tok.decode(new, skip_special_tokens=True)
+                    cut = min((text.find(s) for s in requests[j].stop if s in text), default=-1)
+                    if cut >= 0:
+                        text, finish = text[:cut], "stop"
+                    out[j] = GenerationResult(text, len(new), finish)
+        return out  # type: ignore[return-value]
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model's chat template (None: a base model without one)."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        return template if isinstance(template, str) and template else None
+
+    def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
+        if not self.chat_template:
+            raise ModelError(f"model {self.identity.name!r} has no chat template",
+                             "evaluate it without the chat template (drop --chat)")
+        return self.tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            tokenize=False, add_generation_prompt=True)
+
+
+def _same_settings(a: GenerationRequest, b: GenerationRequest) -> bool:
+    return (a.max_new_tokens, a.temperature, a.seed) == (b.max_new_tokens, b.temperature, b.seed)
+
+
+class _RowStops:
+    """Stopping criterion with one stop list per row: a row is done once the text it has
+    generated so far contains one of its own stop strings. Only a tail window is decoded
+    per step (enough tokens for the longest stop string even at one byte per token)."""
+
+    def __init__(self, tokenizer, stops: list[tuple[str, ...]], prompt_width: int):
+        self.tok, self.stops, self.width = tokenizer, stops, prompt_width
+        self.window = 4 * max((len(s.encode()) for row in stops for s in row), default=1) + 4
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for r, stops in enumerate(self.stops):
+            if stops:
+                tail = self.tok.decode(input_ids[r, self.width:][-self.window:], skip_special_tokens=True)
+                done[r] = any(s in tail for s in stops)
+        return done
+
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

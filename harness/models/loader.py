@@ -1,0 +1,33 @@
+"""Model specs → backends. ``embedded`` (default) or ``hf:<directory or hub id>``.
+
+Later backends (vllm, openai-compatible, lm-eval adapter) register here, each loaded
+lazily with an install hint.
+"""
+
+from __future__ import annotations
+
+from glotbench.harness.core.errors import GlotbenchError, ModelError
+
+FORMS = "'embedded' or 'hf:<model directory or hub id>'"
+
+
+def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16):
+    spec = spec or "embedded"
+    if spec == "embedded":
+        from glotbench.harness.models import embedded
+        from glotbench.harness.models.hf import HFBackend
+
+        return HFBackend(str(embedded.converted_dir()), name=f"embedded:{embedded.MODEL_NAME}",
+                         device=device, dtype=dtype, batch_size=batch_size)
+    kind, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise GlotbenchError(f"cannot read model spec {spec!r}", f"use {FORMS}")
+    if kind == "hf":
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            raise ModelError("the hf backend needs transformers", "pip install glotbench") from None
+        from glotbench.harness.models.hf import HFBackend
+
+        return HFBackend(target, name=spec, device=device, dtype=dtype, batch_size=batch_size)
+    raise GlotbenchError(f"unknown model backend {kind!r} in {spec!r}", f"use {FORMS}")
