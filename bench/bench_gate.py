@@ -53,7 +53,13 @@ from scipy.stats import norm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from glotbench.harness.gate.anytime import SequentialTest, bonferroni, run_shuffled, run_suite, settle  # noqa: E402
+from glotbench.harness.gate.anytime import (  # noqa: E402
+    SequentialTest,
+    bonferroni,
+    run_shuffled,
+    run_suite,
+    settle,
+)
 
 ALPHA = 0.05
 BATCH = 50

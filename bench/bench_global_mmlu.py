@@ -67,13 +67,15 @@ def main() -> int:
 
     import numpy as np
 
-    from glotbench.harness.taskapi import data
-    from glotbench.harness.models.hf import HFBackend
     from glotbench.harness.models.embedded import converted_dir
+    from glotbench.harness.models.hf import HFBackend
     from glotbench.harness.models.lmeval_ref import run_reference
-    from glotbench.harness.taskapi.registry import get_task
-    from glotbench.harness.run.execute import RunConfig, execute, plan
+    from glotbench.harness.run.config import RunConfig
+    from glotbench.harness.run.execute import execute
+    from glotbench.harness.run.plan import plan
     from glotbench.harness.store.rundir import read_run, read_samples
+    from glotbench.harness.taskapi import data
+    from glotbench.harness.taskapi.registry import get_task
 
     task = get_task("global_mmlu")
     langs = args.langs.split(",")

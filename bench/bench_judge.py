@@ -45,7 +45,7 @@ def judge(name: str, limit: str, cfg, meta, items, prompt, tmp: Path, *, latency
     """One ``execute`` against a fresh server and cache: (table row, judge.json)."""
     from openai_server import Faults, OpenAIServer
 
-    from glotbench.harness.judge.engine import execute
+    from glotbench.harness.judge.execute import execute
 
     with OpenAIServer(faults=Faults(**(faults or {})), latency=latency, rpm=server_rpm) as server:
         cfg = replace(cfg, base_url=server.base_url, output=str(tmp / name), cache_path=str(tmp / f"{name}.sqlite"))
@@ -109,8 +109,9 @@ def main() -> int:
 
     import openai  # noqa: F401 - imported once here, so the first timed execute does not pay for it
 
+    from glotbench.harness.judge.config import JudgeConfig
+    from glotbench.harness.judge.pairing import plan
     from glotbench.harness.store.importers import import_answers
-    from glotbench.harness.judge.engine import JudgeConfig, plan
 
     started = time.perf_counter()
     rows, notes = [], []

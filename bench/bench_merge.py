@@ -280,7 +280,7 @@ def main() -> int:
             cfg_path, out = work / f"{tool}-{method}.yaml", work / f"out-{tool}-{method}"
             cfg_path.write_text(yaml.safe_dump(ours_cfg if tool == "glotbench" else mk_cfg, sort_keys=False))
             if tool == "glotbench":
-                cmd = [sys.executable, "-m", "glotbench.harness.cli.main", "merge", str(cfg_path), "-o", str(out),
+                cmd = [sys.executable, "-m", "glotbench.harness.cli", "merge", str(cfg_path), "-o", str(out),
                        "--overwrite", "--no-progress"] + (["--chunk-mb", str(args.chunk_mb)] if args.chunk_mb else [])
             else:
                 cmd = [args.mergekit, str(cfg_path), str(out), "--lazy-unpickle", "--no-cuda", "--no-copy-tokenizer",

@@ -20,8 +20,8 @@ level: a win-rate's reference point is 0.5 (two equal models).
 from __future__ import annotations
 
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, Task
 from glotbench.harness.core.records import GenerationPrompt, GenerationResult, Sample
+from glotbench.harness.taskapi.spec import DataSource, Task
 
 MAX_NEW_TOKENS = 4096
 

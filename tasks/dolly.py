@@ -20,8 +20,8 @@ the run records the completions (and the reference ``targets``) and the judge sc
 from __future__ import annotations
 
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, Task
 from glotbench.harness.core.records import GenerationPrompt, Sample
+from glotbench.harness.taskapi.spec import DataSource, Task
 from glotbench.tasks.arena import describe
 
 MAX_NEW_TOKENS = 2048

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from glotbench.harness.metrics import chrf as mt_metrics
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, FewShotSource, Task
 from glotbench.harness.core.records import GenerationPrompt, GenerationResult, Sample, Shot
+from glotbench.harness.metrics import chrf as mt_metrics
+from glotbench.harness.taskapi.spec import DataSource, FewShotSource, Task
 from glotbench.tasks.flores_codes import AYA23, FLORES200
 
 ENGLISH = "eng_Latn"

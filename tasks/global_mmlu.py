@@ -22,8 +22,8 @@ same for every question of a subject, so the backend computes its key/value cach
 from __future__ import annotations
 
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, FewShotSource, Task
 from glotbench.harness.core.records import LoglikelihoodRequest, MultipleChoicePrompt, Sample
+from glotbench.harness.taskapi.spec import DataSource, FewShotSource, Task
 
 NUM_FEWSHOT = 5
 LETTERS = ("A", "B", "C", "D")
@@ -32,9 +32,6 @@ LANGUAGES = ("am", "ar", "bn", "cs", "de", "el", "en", "es", "fa", "fil", "fr", 
              "ig", "it", "ja", "ko", "ky", "lt", "mg", "ms", "ne", "nl", "ny", "pl", "pt", "ro", "ru",
              "si", "sn", "so", "sr", "sv", "sw", "te", "tr", "uk", "vi", "yo", "zh")
 LITE_LANGUAGES = ("ar", "bn", "de", "en", "es", "fr", "hi", "id", "it", "ja", "ko", "pt", "sw", "yo", "zh")
-# The 23 languages of the Aya Expanse report (all in Global-MMLU).
-AYA_LANGUAGES = ("ar", "zh", "cs", "nl", "en", "fr", "de", "el", "he", "hi", "id", "it", "ja", "ko",
-                 "fa", "pl", "pt", "ro", "ru", "es", "tr", "uk", "vi")
 
 
 def question_text(row) -> str:

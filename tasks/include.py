@@ -41,8 +41,6 @@ import re
 import unicodedata
 
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, Task
-from glotbench.harness.taskapi.spec import literal as task_literal
 from glotbench.harness.core.records import (
     GenerationPrompt,
     GenerationResult,
@@ -50,6 +48,8 @@ from glotbench.harness.core.records import (
     MultipleChoicePrompt,
     Sample,
 )
+from glotbench.harness.taskapi.spec import DataSource, Task
+from glotbench.harness.taskapi.spec import literal as task_literal
 
 MAX_NEW_TOKENS = 1024
 LETTERS = "ABCD"

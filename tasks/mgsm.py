@@ -33,9 +33,9 @@ from __future__ import annotations
 import re
 
 from glotbench.harness.core.errors import DataError
+from glotbench.harness.core.records import GenerationPrompt, GenerationResult, Sample, Shot
 from glotbench.harness.taskapi.spec import DataSource, FewShotSource, Task
 from glotbench.harness.taskapi.spec import literal as task_literal
-from glotbench.harness.core.records import GenerationPrompt, GenerationResult, Sample, Shot
 
 NUM_FEWSHOT = 5
 # The longest native exemplar answer is 692 SmolLM2 tokens (te; bn 374, th 454); lm-eval's

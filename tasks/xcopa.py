@@ -17,8 +17,8 @@ sign. lm-eval does the same; the golden prompt tests pin it.
 from __future__ import annotations
 
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, Task
 from glotbench.harness.core.records import LoglikelihoodRequest, MultipleChoicePrompt, Sample
+from glotbench.harness.taskapi.spec import DataSource, Task
 
 # Connectors "because" (cause) / "therefore" (effect), verbatim from lm-eval 0.4.13.
 CONNECTORS: dict[str, dict[str, str]] = {

@@ -13,8 +13,8 @@ No copy of this dataset exists offline here; tests use a synthetic fixture in it
 from __future__ import annotations
 
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, Task
 from glotbench.harness.core.records import LoglikelihoodRequest, MultipleChoicePrompt, Sample
+from glotbench.harness.taskapi.spec import DataSource, Task
 
 LANGUAGES = ("ar", "en", "es", "eu", "hi", "id", "my", "ru", "sw", "te", "zh")
 

@@ -14,8 +14,8 @@ suffix is scored, under each substituted prefix.
 from __future__ import annotations
 
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.taskapi.spec import DataSource, Task
 from glotbench.harness.core.records import LoglikelihoodRequest, MultipleChoicePrompt, Sample
+from glotbench.harness.taskapi.spec import DataSource, Task
 
 LANGUAGES = ("en", "fr", "jp", "pt", "ru", "zh")
 ANSWERS = {"1": 0, "2": 1}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glotbench.harness.models.hf import HFBackend
-from glotbench.harness.models.prefix import Sequence, cached_shared, plan_calls, plan_groups
 from glotbench.harness.core.errors import ModelError
 from glotbench.harness.core.records import ChatMessage, GenerationRequest
 from glotbench.harness.core.records import LoglikelihoodRequest as R
+from glotbench.harness.models.hf import HFBackend
+from glotbench.harness.models.prefix import Sequence, cached_shared, plan_calls, plan_groups
 
 PREMISE = "The man turned on the faucet so that"
 REQUESTS = [

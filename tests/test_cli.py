@@ -106,7 +106,7 @@ def test_tasks_verb(capsys):
 def test_console_script_and_concurrent_runs_share_the_cache(tiny_model_dir, tmp_path):
     """Two processes on one cache at once: both succeed, with identical results."""
     env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(tmp_path / "shared.sqlite")}
-    cmd = [sys.executable, "-m", "glotbench.harness.cli.main", "run", "--model", f"hf:{tiny_model_dir}", "--tasks", "xcopa",
+    cmd = [sys.executable, "-m", "glotbench.harness.cli", "run", "--model", f"hf:{tiny_model_dir}", "--tasks", "xcopa",
            "--limit", "15", "--batch-size", "4", "--no-progress", "--device", "cpu"]
     procs = [subprocess.Popen(cmd + ["--output", str(tmp_path / f"r{i}")], env=env, cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
@@ -121,7 +121,7 @@ class _Captured(Exception):
 
 
 def test_default_run_is_the_offline_suite_with_generation_limited_on_cpu(monkeypatch, capsys):
-    from glotbench.harness.run import execute as runner
+    from glotbench.harness.run import plan as runner
 
     seen = {}
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from glotbench.harness.cli.main import main
 from glotbench.harness.metrics import comet
 from glotbench.harness.run.cache import RequestCache
-from glotbench.harness.cli.main import main
-from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.execute import execute
+from glotbench.harness.run.plan import plan
 from glotbench.harness.store.rundir import read_run, read_samples
 
 TINY = Path(__file__).resolve().parent / "comet_tiny.py"

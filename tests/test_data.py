@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from glotbench.harness.taskapi.data import BUNDLED_DIR, available, load, local_file, read_hub
 from glotbench.harness.core.errors import DataError, GlotbenchError
+from glotbench.harness.taskapi.data import BUNDLED_DIR, available, load, local_file, read_hub
 from glotbench.harness.taskapi.registry import get_task
 
 REPO = Path(__file__).resolve().parent.parent

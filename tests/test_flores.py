@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from glotbench.harness.metrics import chrf as mt_metrics
-from glotbench.harness.taskapi.data import BUNDLED_DIR, available, load
 from glotbench.harness.core.errors import DataError, GlotbenchError
-from glotbench.harness.taskapi.registry import get_task
-from glotbench.harness.run.execute import RunConfig, execute, plan
-from glotbench.harness.store.rundir import read_run, read_samples
 from glotbench.harness.core.records import GenerationResult
+from glotbench.harness.metrics import chrf as mt_metrics
+from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.execute import execute
+from glotbench.harness.run.plan import plan
+from glotbench.harness.store.rundir import read_run, read_samples
+from glotbench.harness.taskapi.data import BUNDLED_DIR, available, load
+from glotbench.harness.taskapi.registry import get_task
 from glotbench.tasks import flores
 from glotbench.tasks.flores_codes import AYA23, FLORES200
 from tests.test_data_hub_fewshot import datasets_offline, fake_hub, on_hub  # noqa: F401

@@ -11,24 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glotbench.harness.metrics import chrf as mt_metrics
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.gate.fixed import (
-    POLICY_FILE,
-    Policy,
+from glotbench.harness.core.hashing import json_sha256
+from glotbench.harness.gate.fixed import exit_code, gate
+from glotbench.harness.gate.markdown import format_markdown
+from glotbench.harness.gate.paired_stats import (
     benjamini_hochberg,
     bootstrap_deltas,
     chrf_corpus,
     delta_test,
-    exit_code,
-    format_markdown,
-    gate,
-    load_policy,
     mcnemar_exact,
     mde,
     paired_bootstrap_delta,
 )
-from glotbench.harness.core.hashing import json_sha256
+from glotbench.harness.gate.policy import POLICY_FILE, Policy, load_policy
+from glotbench.harness.metrics import chrf as mt_metrics
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

@@ -10,9 +10,14 @@ from types import MappingProxyType
 
 import pytest
 
-from glotbench.harness.taskapi.data import load
 from glotbench.harness.core.errors import DataError
-from glotbench.harness.core.records import GenerationPrompt, GenerationResult, MultipleChoicePrompt, Sample
+from glotbench.harness.core.records import (
+    GenerationPrompt,
+    GenerationResult,
+    MultipleChoicePrompt,
+    Sample,
+)
+from glotbench.harness.taskapi.data import load
 from glotbench.tasks import include
 from glotbench.tasks.include import TASK_COT, TASK_LOGLIK, extract
 

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from glotbench.harness.judge import engine as judge_mod
-from glotbench.harness.run.cache import RequestCache
 from glotbench.harness.cli.main import main
-from glotbench.harness.taskapi.data import load
-from glotbench.harness.store.importers import import_answers
+from glotbench.harness.judge.config import JudgeConfig
+from glotbench.harness.judge.engine import Engine
+from glotbench.harness.judge.pairing import Item, plan
 from glotbench.harness.judge.prompt import load_prompt
+from glotbench.harness.run.cache import RequestCache
+from glotbench.harness.store.importers import import_answers
+from glotbench.harness.taskapi.data import load
 from glotbench.harness.taskapi.registry import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,7 +81,7 @@ def fault_free_results(a: Path, b: Path, tmp_path: Path) -> dict:
     return read(tmp_path / "fresh")["results"]
 
 
-def expected_outcome(item: judge_mod.Item) -> str:
+def expected_outcome(item: Item) -> str:
     """What the scripted judge decides, recomputed from the rendered messages."""
     text = default_verdict({"messages": [{"role": m.role, "content": m.content} for m in item.messages]})
     pos = load_prompt("aya101_pairwise").parse(text).position
@@ -94,8 +96,8 @@ def test_fault_free_judgments_match_the_scripted_verdicts(runs, tmp_path, capsys
         assert main(judge_args(a, b, server, tmp_path / "j", "--judge-price", "2.5,10")) == 0
         stats = server.stats()
     out = read(tmp_path / "j")
-    cfg = judge_mod.JudgeConfig(run_a=str(a), runs_b=(str(b),))
-    _, items, _ = judge_mod.plan(cfg)
+    cfg = JudgeConfig(run_a=str(a), runs_b=(str(b),))
+    _, items, _ = plan(cfg)
     recs = records(tmp_path / "j")
     assert len(recs) == len(items) == 2 * N
     by_key = {(r["prompt_id"], r["order"]): r for r in recs}
@@ -187,7 +189,7 @@ def test_a_killed_judging_resumes_without_paying_twice(runs, tmp_path):
     cache = tmp_path / "cache.sqlite"
     with OpenAIServer(latency=0.25) as server:
         env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(cache), "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen([sys.executable, "-m", "glotbench.harness.cli.main", *judge_args(a, b, server, tmp_path / "j",
+        proc = subprocess.Popen([sys.executable, "-m", "glotbench.harness.cli", *judge_args(a, b, server, tmp_path / "j",
                                                                                  "--concurrency", "2")],
                                 env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
@@ -379,10 +381,10 @@ def test_unreadable_replies_are_recorded_not_raised(runs, tmp_path):
             return None
 
     a, b = runs
-    cfg = judge_mod.JudgeConfig(run_a=str(a), runs_b=(str(b),), cache_path=str(tmp_path / "c.sqlite"))
-    _, items, prompt = judge_mod.plan(cfg)
+    cfg = JudgeConfig(run_a=str(a), runs_b=(str(b),), cache_path=str(tmp_path / "c.sqlite"))
+    _, items, prompt = plan(cfg)
     cache = RequestCache(tmp_path / "c.sqlite")
-    recs = asyncio.run(judge_mod.Engine(Broken(), prompt, cache, cfg).run(items))
+    recs = asyncio.run(Engine(Broken(), prompt, cache, cfg).run(items))
     cache.close()
     judged = [r for r in recs if r["verdict"] != "identical"]
     assert len(judged) == 28 and all(r["outcome"] == "invalid" and r["error"].startswith("ValueError") for r in judged)

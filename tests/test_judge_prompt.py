@@ -11,8 +11,14 @@ import pytest
 import yaml
 
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.judge.prompt import DEFAULT_PROMPT, PROMPTS_DIR, Verdict, load_prompt, prompt_names
 from glotbench.harness.core.records import ChatMessage
+from glotbench.harness.judge.prompt import (
+    DEFAULT_PROMPT,
+    PROMPTS_DIR,
+    Verdict,
+    load_prompt,
+    prompt_names,
+)
 
 # Editing a prompt file changes its hash: update it here deliberately, with a version bump.
 SHA256 = {

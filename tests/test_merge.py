@@ -17,8 +17,8 @@ from glotbench.harness.cli.main import main
 from glotbench.harness.core.errors import GlotbenchError, ModelError
 from glotbench.harness.core.hashing import file_sha256
 from glotbench.training.merge import engine as merge_mod
-from glotbench.training.merge.engine import MANIFEST, merge
 from glotbench.training.merge.config import MergeConfigError
+from glotbench.training.merge.engine import MANIFEST, merge
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from glotbench.training.merge.engine import tensor_params
 from glotbench.training.merge.config import MergeConfigError, load_config, parse_config, resolve
+from glotbench.training.merge.engine import tensor_params
 
 TIES = {
     "merge_method": "ties", "base_model": "base",

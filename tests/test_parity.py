@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from glotbench.harness.taskapi import data
 from glotbench.harness.models.hf import HFBackend
 from glotbench.harness.models.lmeval_ref import run_reference
+from glotbench.harness.taskapi import data
 from glotbench.harness.taskapi.registry import get_task
 
 SLICES = {"xcopa": (("et", "zh"), 32), "xwinograd": (("en", "jp"), 32)}

@@ -18,13 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glotbench.harness.taskapi import data
+from glotbench.harness.core.records import GenerationRequest
 from glotbench.harness.models.hf import HFBackend
 from glotbench.harness.models.lmeval_ref import run_reference
-from glotbench.harness.taskapi.registry import get_task
-from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.execute import execute
+from glotbench.harness.run.plan import plan
 from glotbench.harness.store.rundir import read_samples
-from glotbench.harness.core.records import GenerationRequest
+from glotbench.harness.taskapi import data
+from glotbench.harness.taskapi.registry import get_task
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MGSM_LANGS, MGSM_N, MGSM_TOKENS = ("en", "es"), 20, 96

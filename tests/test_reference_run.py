@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from glotbench.harness.gate import fixed as gate
-from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.gate.fixed import exit_code, gate
+from glotbench.harness.gate.policy import load_policy
+from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.execute import execute
+from glotbench.harness.run.plan import plan
 from glotbench.harness.store.rundir import read_run, read_samples
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +33,8 @@ def test_reference_suite_still_scores_the_same(tmp_path):
                langs=tuple(cfg["langs"]) if cfg.get("langs") else None)
     config = RunConfig(**cfg)
     now = execute(config, plan(config), progress=False)
-    result = gate.gate(REFERENCE, now, gate.load_policy(POLICY))
-    assert gate.exit_code(result) == 0, "the reference suite gates as " + result["verdict"] + ": " + UPDATE
+    result = gate(REFERENCE, now, load_policy(POLICY))
+    assert exit_code(result) == 0, "the reference suite gates as " + result["verdict"] + ": " + UPDATE
     for task, prov in ref["provenance"]["tasks"].items():
         for lang in prov["languages"]:
             old, new = read_samples(REFERENCE, task, lang), read_samples(now, task, lang)

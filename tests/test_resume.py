@@ -31,7 +31,7 @@ def cached_rows(db: Path) -> int:
 
 def launch(out: Path, db: Path) -> subprocess.Popen:
     env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(db)}
-    return subprocess.Popen([sys.executable, "-m", "glotbench.harness.cli.main", *ARGS, "--output", str(out)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "glotbench.harness.cli", *ARGS, "--output", str(out)], env=env,
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from glotbench.harness.core.retry import RateLimiter, RetryPolicy, is_transient, retry_after, retry_async
+from glotbench.harness.core.retry import (
+    RateLimiter,
+    RetryPolicy,
+    is_transient,
+    retry_after,
+    retry_async,
+)
 
 
 class HTTPError(Exception):

@@ -10,7 +10,9 @@ import pytest
 
 from glotbench.harness.cli.main import main
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.run.execute import RunConfig, execute, plan
+from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.execute import execute
+from glotbench.harness.run.plan import plan
 from glotbench.harness.store.rundir import read_run, read_samples
 
 

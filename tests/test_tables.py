@@ -15,7 +15,14 @@ import pandas as pd
 import pytest
 
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.report.tables import COLUMNS, LanguageTable, language_frame, render, summary_frame, table_text
+from glotbench.harness.report.tables import (
+    COLUMNS,
+    LanguageTable,
+    language_frame,
+    render,
+    summary_frame,
+    table_text,
+)
 
 STORE = Path(__file__).resolve().parent / "fixtures" / "store"
 ALPHA, BETA, GAMMA, IMPORTED = (STORE / n for n in ("alpha", "beta", "gamma", "imported"))

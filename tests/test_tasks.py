@@ -23,10 +23,7 @@ from pathlib import Path
 import pytest
 
 from glotbench import tasks as catalogue
-from glotbench.harness.taskapi.data import LoadedData, available, load
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.taskapi.registry import get_task, task_names
-from glotbench.harness.taskapi.spec import Task
 from glotbench.harness.core.records import (
     GenerationPrompt,
     GenerationResult,
@@ -34,6 +31,9 @@ from glotbench.harness.core.records import (
     LoglikelihoodResult,
     MultipleChoicePrompt,
 )
+from glotbench.harness.taskapi.data import LoadedData, available, load
+from glotbench.harness.taskapi.registry import get_task, task_names
+from glotbench.harness.taskapi.spec import Task
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glotbench.harness.metrics.stats import averages
 from glotbench.harness.judge.winrate import (
     Judgment,
     Match,
@@ -22,6 +21,7 @@ from glotbench.harness.judge.winrate import (
     preference_win_rates,
     summarize_pairwise,
 )
+from glotbench.harness.metrics.stats import averages
 
 ALPACA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "alpaca_eval_2"
 J = Judgment

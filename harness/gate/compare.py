@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glotbench.harness.metrics import chrf as mt_metrics
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.taskapi.registry import get_task
+from glotbench.harness.metrics import chrf as mt_metrics
 from glotbench.harness.store.rundir import read_run, read_samples
+from glotbench.harness.taskapi.registry import get_task
 
 METHODS = ("bs", "ar")
 

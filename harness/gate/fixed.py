@@ -66,31 +66,27 @@ from pathlib import Path
 import numpy as np
 
 from glotbench import harness
-from glotbench.harness.metrics import chrf as mt_metrics
 from glotbench.harness.core.errors import DataError, GlotbenchError
-from glotbench.harness.gate.policy import POLICY_FILE, Policy, load_policy  # noqa: F401 - re-exported
 from glotbench.harness.core.hashing import json_sha256
-from glotbench.harness.gate.paired_stats import (  # noqa: F401 - the gate's statistics, re-exported
-    DeltaTest,
+from glotbench.harness.gate.paired_stats import (
     benjamini_hochberg,
     bootstrap_deltas,
     chrf_corpus,
     delta_test,
     mcnemar_exact,
     mde,
-    paired_bootstrap_delta,
 )
+from glotbench.harness.gate.policy import Policy
+from glotbench.harness.judge.winrate import Judgment, bootstrap_rates, by_prompt, prompt_counts
+from glotbench.harness.metrics import chrf as mt_metrics
 from glotbench.harness.store.rundir import read_json, read_run, read_samples
-from glotbench.harness.judge.winrate import Judgment, _bootstrap_rates, _by_prompt, _prompt_counts
 
 WIN_RATE = "win_rate"
 """The gated metric of open-ended tasks: the candidate's win-rate, ties counting half."""
-_RANK = {"pass": 0, "inconclusive": 1, "regression": 2}
+VERDICT_RANK = {"pass": 0, "inconclusive": 1, "regression": 2}
 
 
 # ---------------------------------------------------------------------------- statistics
-
-
 # ---------------------------------------------------------------------------- the gate
 
 
@@ -165,9 +161,9 @@ def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None
             gated = _gated(task, langs, baseline, candidate, prov, policy, warnings)
         fixed = _policy_margins(policy, task, list(gated))
         fams = {m: _family(cells, fixed[m], policy) for m, cells in gated.items()}
-        tasks_out[task] = {"verdict": max((f["verdict"] for f in fams.values()), key=_RANK.get),
+        tasks_out[task] = {"verdict": max((f["verdict"] for f in fams.values()), key=VERDICT_RANK.get),
                            "metrics": fams}
-    verdict = max((t["verdict"] for t in tasks_out.values()), key=_RANK.get)
+    verdict = max((t["verdict"] for t in tasks_out.values()), key=VERDICT_RANK.get)
     return {
         "format": "glotbench-gate/1",
         "verdict": verdict,
@@ -372,13 +368,13 @@ def _winrate_cell(judge: dict, task: str, lang: str, policy: Policy) -> _Cell:
         recs = [json.loads(line) for line in f if line.strip()]
     js = [Judgment(r["prompt_id"], lang, swap[r["order"]] if flip else r["order"],
                    swap.get(r["outcome"], r["outcome"]) if flip else r["outcome"]) for r in recs]
-    counts = _prompt_counts(_by_prompt(js))
+    counts = prompt_counts(by_prompt(js))
     wins, ties, losses = (float(x) for x in counts.sum(axis=0))
     n = wins + ties + losses
     if n == 0:
         raise DataError(f"{task}/{lang}: no valid verdict among {len(js)} judgments", "rerun glotbench judge")
     rng = np.random.default_rng(_seed(policy.seed, task, WIN_RATE, lang))
-    reps = _bootstrap_rates(counts, rng, policy.resamples)[:, 1] - 0.5
+    reps = bootstrap_rates(counts, rng, policy.resamples)[:, 1] - 0.5
     kept = reps[~np.isnan(reps)]
     return _Cell(len(counts), 0.5, (wins + 0.5 * ties) / n, reps, float(kept.std(ddof=1)),
                  0.5 / math.sqrt(len(counts)),
@@ -447,60 +443,11 @@ def _run_info(path: Path, run: dict) -> dict:
 
 # ---------------------------------------------------------------------------- Markdown
 
-_UNITS = {"accuracy": "values in %, Δ and margin in points", "win_rate": "win-rate (ties ½) in %, "
-          "baseline 50 by definition; Δ and margin in points", "chrf": "chrF++ points", "mean": "raw scores"}
-_P0 = {"accuracy": "exact McNemar", "chrf": "sacrebleu paired bootstrap"}
 
 
-def format_markdown(result: dict) -> str:
-    """A compact summary for a CI comment: the verdict line, one table per task metric."""
-    counts = {v: sum(t["verdict"] == v for t in result["tasks"].values()) for v in _RANK}
-    policy, prov = result["policy"], result["provenance"]
-    verdict = result["verdict"]
-    note = ""
-    if verdict == "inconclusive":
-        note = f" (counted as {'a failure' if policy['on_inconclusive'] == 'fail' else 'a pass'} by the policy)"
-    lines = [f"## glotbench gate: {verdict.upper()}{note}", "",
-             f"Candidate `{prov['candidate']['model']}` ({prov['candidate']['path']}) against baseline "
-             f"`{prov['baseline']['model']}` ({prov['baseline']['path']}): {counts['pass']} task(s) pass, "
-             f"{counts['regression']} regress, {counts['inconclusive']} inconclusive."]
-    level = round(100 * (1 - 2 * policy["alpha"]))
-    for task, t in result["tasks"].items():
-        for metric, f in t["metrics"].items():
-            kind = f["kind"]
-            lines += ["", f"### {task} · {metric}: {f['verdict']}", "",
-                      f"| lang | n | baseline | candidate | Δ | {level}% CI | margin | p non-inf. (BH) "
-                      "| p regr. (BH) | p Δ=0 | verdict |",
-                      "|:--|--:|--:|--:|--:|:--|--:|--:|--:|--:|:--|"]
-            rows = [(lang, v, "_bh") for lang, v in f["languages"].items()] + [("**pooled**", f["pooled"], "")]
-            lines += [_row(lang, v, bh, kind) for lang, v, bh in rows]
-            lines.append(f"\n{_UNITS[kind]}" + (f"; p Δ=0: {_P0[kind]}, two-sided" if kind in _P0 else ""))
-    if result["inconclusive"]:
-        lines += ["", "Inconclusive: " + ", ".join(result["inconclusive"])]
-    if result["not_compared"]:
-        lines += ["", "Not compared: " + "; ".join(
-            f"{x['task']}{'/' + x['lang'] if x['lang'] else ''} ({x['reason']})" for x in result["not_compared"])]
-    lines += [f"\nWarning: {w}" for w in result["warnings"]]
-    lines += ["", f"<sub>One-sided tests of H0: Δ ≤ −margin at α = {policy['alpha']}; Benjamini–Hochberg "
-              f"across languages; {policy['resamples']} seeded paired bootstrap resamples (seed "
-              f"{policy['seed']}); default margins are the MDE at power {policy['power']}; policy: "
-              f"{policy['source']}.</sub>"]
-    return "\n".join(lines) + "\n"
 
 
-def _row(lang: str, v: dict, bh: str, kind: str) -> str:
-    p0 = v.get("p_mcnemar", v.get("p_sacrebleu"))
-    ci = ", ".join(_num(x, kind, sign=True) for x in v["ci"])
-    return (f"| {lang} | {v['n']} | {_num(v['baseline'], kind)} | {_num(v['candidate'], kind)} | "
-            f"{_num(v['delta'], kind, sign=True)} | [{ci}] | {_num(v['margin'], kind)} ({v['margin_source']}) | "
-            f"{_p(v['p_noninferior' + bh])} | {_p(v['p_regression' + bh])} | {'–' if p0 is None else _p(p0)} | "
-            f"{v['verdict']} |")
 
 
-def _num(x: float, kind: str, sign: bool = False) -> str:
-    scale, digits = {"accuracy": (100, 1), "win_rate": (100, 1), "chrf": (1, 2)}.get(kind, (1, 3))
-    return f"{x * scale:{'+' if sign else ''}.{digits}f}"
 
 
-def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"

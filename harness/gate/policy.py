@@ -1,4 +1,4 @@
-"""The gate's policy: a validated, frozen configuration read from YAML (``gate_policy.yaml``
+"""The gate's policy: a validated, frozen configuration read from YAML (``policy.yaml``
 next to this module documents every key and is the default)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import yaml
 
 from glotbench.harness.core.errors import GlotbenchError, close_match
 
-POLICY_FILE = Path(__file__).with_name("gate_policy.yaml")
+POLICY_FILE = Path(__file__).with_name("policy.yaml")
 
 
 @dataclass(frozen=True)

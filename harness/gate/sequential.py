@@ -31,22 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from glotbench.harness.run.cache import RequestCache
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.gate.fixed import Policy
 from glotbench.harness.core.hashing import json_sha256
-from glotbench.harness.models.loader import load_backend
-from glotbench.harness.gate.paired_stats import mde, paired_bootstrap_delta
-from glotbench.harness.run.execute import (
-    RunConfig,
-    Unit,
-    _generation_requests,
-    _progress,
-    answer_and_score,
-    plan,
-    subset,
-)
+from glotbench.harness.core.progress import progress_bar
 from glotbench.harness.gate.anytime import SequentialTest, batch_order
+from glotbench.harness.gate.paired_stats import mde, paired_bootstrap_delta
+from glotbench.harness.gate.policy import Policy
+from glotbench.harness.models.loader import load_backend
+from glotbench.harness.run.cache import RequestCache
+from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.execute import answer_and_score
+from glotbench.harness.run.plan import Unit, generation_requests, plan, subset
 from glotbench.harness.store.rundir import read_run, read_samples
 
 CHRF = "chrf++"
@@ -68,7 +63,7 @@ def sequential_gate(baseline: Path, model: str, policy: Policy, *, batch: int = 
     streams = {}
     for unit in units:
         if unit.task.output_type == "generate":
-            _generation_requests(unit, cfg, backend)
+            generation_requests(unit, cfg, backend)
         streams[f"{unit.task.name}/{unit.lang}"] = _stream(unit, base, baseline, policy)
     k = len(streams)
     for s in streams.values():
@@ -77,7 +72,7 @@ def sequential_gate(baseline: Path, model: str, policy: Policy, *, batch: int = 
         s["order"] = batch_order(len(s["unit"].prompts), batch, policy.seed)
     cache = RequestCache(cache_path)
     total_items = sum(len(s["unit"].prompts) for s in streams.values())
-    bar = _progress(total_items, progress)
+    bar = progress_bar(total_items, "requests", "req", progress)
     counts = {"total": 0, "from_cache": 0, "computed": 0}
     steps = 0
     try:

@@ -29,7 +29,7 @@ from glotbench.harness.core.records import ChatMessage
 Position = Literal["A", "B", "tie"]
 ParserName = Literal["preferred_line", "bracket_labels"]
 
-PROMPTS_DIR = Path(__file__).parent / "judge_prompts"
+PROMPTS_DIR = Path(__file__).parent / "prompts"
 DEFAULT_PROMPT = "aya101_pairwise"
 PARSERS: tuple[str, ...] = get_args(ParserName)
 POSITIONS: tuple[str, ...] = get_args(Position)

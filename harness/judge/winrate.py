@@ -84,8 +84,8 @@ def summarize_pairwise(judgments: Sequence[Judgment], seed: int,
     ``first_position_win_rate`` the fraction of valid verdicts won by the model shown first.
     Undefined values are None.
     """
-    table = _by_prompt(judgments)
-    counts = _prompt_counts(table)
+    table = by_prompt(judgments)
+    counts = prompt_counts(table)
     wins, ties, losses = (int(c) for c in counts.sum(axis=0))
     n = wins + ties + losses
     invalid = len(judgments) - n
@@ -98,7 +98,7 @@ def summarize_pairwise(judgments: Sequence[Judgment], seed: int,
         "tie_rate": ties / n if n else None,
         "loss_rate": losses / n if n else None,
     }
-    rates = _bootstrap_rates(counts, np.random.default_rng(seed), resamples) if n else None
+    rates = bootstrap_rates(counts, np.random.default_rng(seed), resamples) if n else None
     for k, name in enumerate(("win_rate", "win_rate_ties_half")):
         ci, se = _interval(rates[:, k]) if rates is not None else (None, None)
         out[f"{name}_ci95"], out[f"{name}_stderr"] = ci, se
@@ -125,7 +125,7 @@ def per_language(judgments: Sequence[Judgment], seed: int,
     macro: dict = {"n_languages": len(kept),
                    "languages_excluded": [lang for lang in langs if lang not in kept]}
     rng = np.random.default_rng(seed)
-    boot = [_bootstrap_rates(_prompt_counts(_by_prompt(by_lang[lang])), rng, resamples)
+    boot = [bootstrap_rates(prompt_counts(by_prompt(by_lang[lang])), rng, resamples)
             for lang in kept]
     for k, name in enumerate(("win_rate", "win_rate_ties_half")):
         macro[name] = sum(summaries[lang][name] for lang in kept) / len(kept) if kept else None
@@ -232,7 +232,8 @@ def elo_win_probability(score_i: float, score_j: float) -> float:
     return 1 / (1 + 10 ** ((score_j - score_i) / 400))
 
 
-def _by_prompt(judgments: Sequence[Judgment]) -> dict[tuple[str, str], dict[str, str]]:
+def by_prompt(judgments: Sequence[Judgment]) -> dict[tuple[str, str], dict[str, str]]:
+    """(language, prompt id) → {order: outcome}; two verdicts for one prompt and order are refused."""
     table: dict[tuple[str, str], dict[str, str]] = {}
     for j in judgments:
         orders = table.setdefault((j.lang, j.prompt_id), {})
@@ -243,7 +244,7 @@ def _by_prompt(judgments: Sequence[Judgment]) -> dict[tuple[str, str], dict[str,
     return dict(sorted(table.items()))  # sorted: the bootstrap ignores the input order
 
 
-def _prompt_counts(table: dict[tuple[str, str], dict[str, str]]) -> np.ndarray:
+def prompt_counts(table: dict[tuple[str, str], dict[str, str]]) -> np.ndarray:
     """(prompts, 3) array of valid wins, ties and losses of model A per prompt."""
     cols = ("a", "tie", "b")
     return np.array([[sum(o == c for o in orders.values()) for c in cols]
@@ -269,7 +270,7 @@ def _resample_counts(n: int, rng: np.random.Generator, resamples: int) -> Iterat
         yield rng.multinomial(n, p, size=min(_CHUNK, resamples - start)).astype(float)
 
 
-def _bootstrap_rates(counts: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+def bootstrap_rates(counts: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
     """(resamples, 2) win_rate and win_rate_ties_half over resamples of the rows of
     ``counts``; NaN where a resample holds no valid verdict."""
     sums = np.concatenate([w @ counts for w in _resample_counts(len(counts), rng, resamples)])

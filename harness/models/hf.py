@@ -12,9 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from glotbench.harness.models.protocol import ModelIdentity
-from glotbench.harness.models.prefix import Call, Group, cached_shared, plan_calls, plan_groups
-from glotbench.harness.models.prefix import Sequence as TokSeq
 from glotbench.harness.core.errors import GlotbenchError, ModelError
 from glotbench.harness.core.hashing import dir_sha256
 from glotbench.harness.core.paths import hub_offline
@@ -25,6 +22,9 @@ from glotbench.harness.core.records import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from glotbench.harness.models.prefix import Call, Group, cached_shared, plan_calls, plan_groups
+from glotbench.harness.models.prefix import Sequence as TokSeq
+from glotbench.harness.models.protocol import ModelIdentity
 
 HASHED_FILES = ("*.safetensors", "*.bin", "config.json", "tokenizer*", "*.model", "*.tiktoken")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -391,7 +391,6 @@ class _RowStops:
                 tail = self.tok.decode(input_ids[r, self.width:][-self.window:], skip_special_tokens=True)
                 done[r] = any(s in tail for s in stops)
         return done
-
 
 
 def _first_line(exc: BaseException) -> str:

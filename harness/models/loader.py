@@ -7,11 +7,12 @@ lazily with an install hint.
 from __future__ import annotations
 
 from glotbench.harness.core.errors import GlotbenchError, ModelError
+from glotbench.harness.models.protocol import Backend
 
 FORMS = "'embedded' or 'hf:<model directory or hub id>'"
 
 
-def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16):
+def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16) -> Backend:
     spec = spec or "embedded"
     if spec == "embedded":
         from glotbench.harness.models import embedded

@@ -15,7 +15,6 @@ import json
 import math
 import numbers
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from glotbench.harness import __version__
+from glotbench.harness.core.naming import slug
 from glotbench.harness.report.figures import (
     MISSING,
     language_win_rates,
@@ -150,9 +150,9 @@ def _language_section(i: int, task: str, frame: pd.DataFrame, fmt: str) -> str:
     body = '<p class="note">No scores.</p>'
     if frame.shape[0] and frame.shape[1]:
         fig = score_heatmap(frame, f"{task}", fmt=fmt)
-        body = (_table(frame, f"lang-{i}-{_slug(task)}", fmt, row_header="model")
+        body = (_table(frame, f"lang-{i}-{slug(task)}", fmt, row_header="model")
                 + _figure(to_data_uri(fig), f"{task}: scores per model and language"))
-    return (f'<details class="task" id="task-{i}-{_slug(task)}"><summary>{_e(task)} — '
+    return (f'<details class="task" id="task-{i}-{slug(task)}"><summary>{_e(task)} — '
             f"{frame.shape[0]} model(s) × {frame.shape[1]} language(s)</summary>{body}</details>")
 
 
@@ -170,7 +170,7 @@ def _judge_section(i: int, judge: dict) -> str:
     for task in dict.fromkeys(t for by_task in results.values() for t in by_task):
         out.append(f"<h4>{_e(task)}</h4>")
         out.append(_figure(to_data_uri(win_tie_loss_bars(judge, task)), f"win / tie / loss, {task}"))
-        out.append(_pair_table(f"judge-{i}-{_slug(task)}", results, task))
+        out.append(_pair_table(f"judge-{i}-{slug(task)}", results, task))
         for pair, by_task in results.items():
             if task in by_task:
                 fig = language_win_rates(judge, pair, task)
@@ -181,7 +181,7 @@ def _judge_section(i: int, judge: dict) -> str:
         if bt and "scores" in bt:
             rows = [[m, bt["scores"][m], _ci(bt["ci95"].get(m), "{:+.0f}", 1)] for m in bt["models"]]
             out.append(f"<p>Bradley–Terry, Elo scale, {_e(bt.get('anchor'))} = 0:</p>"
-                       + _rows_table(f"bt-{i}-{_slug(task)}", ["model", "Elo", "95% CI"], rows, "{:+.0f}"))
+                       + _rows_table(f"bt-{i}-{slug(task)}", ["model", "Elo", "95% CI"], rows, "{:+.0f}"))
     out.append(f"<details><summary>Judge provenance</summary>{_json(prov)}"
                f"<h5>Config</h5>{_json(judge.get('config'))}</details></section>")
     return "".join(out)
@@ -301,10 +301,6 @@ def _label(column) -> str:
     return " / ".join(str(c) for c in column) if isinstance(column, tuple) else str(column)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-") or "x"
-
-
 def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
@@ -316,9 +312,9 @@ def report_from_store(paths: list[Path], output: Path, title: str = "glotbench r
     written."""
     import pandas as pd
 
+    from glotbench.harness.core.errors import GlotbenchError
     from glotbench.harness.report import figures as figs
     from glotbench.harness.report import tables
-    from glotbench.harness.core.errors import GlotbenchError
     from glotbench.harness.store.rundir import read_json, read_run
 
     run_paths, judges = [], []
@@ -356,14 +352,14 @@ def report_from_store(paths: list[Path], output: Path, title: str = "glotbench r
         figures_dir = Path(figures_dir)
         figures_dir.mkdir(parents=True, exist_ok=True)
         for name, frame in per_language.items():
-            written += figs.save(figs.score_heatmap(frame, name), figures_dir / f"heatmap-{_slug(name)}")
+            written += figs.save(figs.score_heatmap(frame, name), figures_dir / f"heatmap-{slug(name)}")
         for i, judge in enumerate(judges):
             for task in dict.fromkeys(t for pair in judge["results"].values() for t in pair):
-                written += figs.save(figs.win_tie_loss_bars(judge, task), figures_dir / f"judge{i}-{_slug(task)}-bars")
+                written += figs.save(figs.win_tie_loss_bars(judge, task), figures_dir / f"judge{i}-{slug(task)}-bars")
                 for pair in judge["results"]:
                     if task in judge["results"][pair]:
                         written += figs.save(figs.language_win_rates(judge, pair, task),
-                                             figures_dir / f"judge{i}-{_slug(task)}-{_slug(pair)}-languages")
+                                             figures_dir / f"judge{i}-{slug(task)}-{slug(pair)}-languages")
     return {"report": str(output), "files": [str(w) for w in written]}
 
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from glotbench import harness
-from glotbench.harness.taskapi import data as data_mod
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
-from glotbench.harness.taskapi.registry import get_task
 from glotbench.harness.store.rundir import RunWriter
+from glotbench.harness.taskapi import data as data_mod
+from glotbench.harness.taskapi.registry import get_task
 
 
 def _answer(row: dict, where: str) -> tuple[str, str, str | None]:

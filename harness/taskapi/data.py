@@ -13,15 +13,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from glotbench import tasks as catalogue
 from glotbench.harness.core.errors import DataError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.paths import hub_offline
-from glotbench.harness.taskapi.spec import FewShotSource, Task
 from glotbench.harness.core.records import Sample
+from glotbench.harness.taskapi.spec import FewShotSource, Task
 
 Source = Literal["auto", "bundled", "local", "hub"]
 SOURCES: tuple[str, ...] = ("auto", "bundled", "local", "hub")
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "tasks" / "data"
+BUNDLED_DIR = Path(catalogue.__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,14 @@ import torch
 from glotbench import harness
 from glotbench.harness.core.errors import GlotbenchError, ModelError
 from glotbench.harness.core.hashing import json_sha256, memo_file_sha256
-from glotbench.training.merge.config import MergeConfig, MergeConfigError, load_config, parse_config, resolve
+from glotbench.harness.core.progress import progress_bar
+from glotbench.training.merge.config import (
+    MergeConfig,
+    MergeConfigError,
+    load_config,
+    parse_config,
+    resolve,
+)
 from glotbench.training.merge.methods import Source, TensorParams, merge_chunks, rereads
 from glotbench.training.merge.safetensors_io import (
     DTYPE_NAMES,
@@ -192,7 +199,7 @@ def merge(config: MergeConfig | dict | str | Path, out_dir: str | Path, *, overw
     hasher = ThreadPoolExecutor(max_workers=1)
     input_hashes = {i: {f: hasher.submit(memo_file_sha256, c.path / f) for f in c.files} for i, c in enumerate(ckpts)}
     following = {a.name: b for a, b in zip(plan, plan[1:])}  # next tensor: read ahead while merging
-    bar = _progress(sum(t.nbytes for t in plan), progress)
+    bar = progress_bar(sum(t.nbytes for t in plan), "merge", "B", progress, unit_scale=True, leave=False)
     writer = None
     try:
         files = {}
@@ -346,17 +353,3 @@ def _publish(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc="merge", leave=False)

@@ -1,0 +1,146 @@
+"""``glotbench run``: evaluate a model on tasks and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from glotbench.harness.cli.common import on_cpu
+from glotbench.harness.cli.examples import (
+    RUN_EXAMPLES,
+)
+
+# Items per language of a generative task in the default run on CPU (see run()).
+CPU_DEFAULT_GEN_LIMIT = 2
+# Completion length of open-ended (judged) tasks in the default run on CPU (their own is 2048+).
+CPU_DEFAULT_OPEN_TOKENS = 256
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="evaluate a model on tasks and write a run directory",
+                       epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--model", default="embedded",
+                   help="'embedded' (default: SmolLM2-135M-Instruct) or hf:<dir or hub id>")
+    r.add_argument("--tasks", default=None,
+                   help="comma-separated tasks or suites (default: the offline suite: every task "
+                        "with bundled or --data-dir data; generative tasks limited on CPU)")
+    r.add_argument("--langs", default="all", help="comma-separated language codes, or 'all'")
+    r.add_argument("--limit", type=int, default=None, help="first N items per language")
+    r.add_argument("--output", default=None, help="run directory (default: results/<model>-<time>)")
+    r.add_argument("--results-dir", default="results", help="parent of default run directories")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    r.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    r.add_argument("--data", choices=("auto", "bundled", "local", "hub"), default="auto",
+                   help="data source (auto: --data-dir if given, else bundled, else hub)")
+    r.add_argument("--data-dir", default=None, help="local data in the layout of ../shared/data")
+    r.add_argument("--seed", type=int, default=1234, help="seed of the bootstrap CIs")
+    r.add_argument("--chat", choices=("auto", "on", "off"), default="auto",
+                   help="generative tasks through the model's chat template (auto: when it has one)")
+    r.add_argument("--fewshot-as", choices=("multiturn", "single-turn"), default="multiturn",
+                   help="with the chat template: few-shot examples as user/assistant turns, or all "
+                        "in one user turn")
+    r.add_argument("--max-new-tokens", type=int, default=None,
+                   help="override the generation length of generative tasks")
+    r.add_argument("--xcomet", nargs="?", const="Unbabel/XCOMET-XL", default=None, metavar="MODEL",
+                   help="also score translation tasks with xCOMET (default model Unbabel/XCOMET-XL; or "
+                        "a hub id or local COMET checkpoint), in an isolated COMET environment built "
+                        "on first use")
+    r.add_argument("--xcomet-batch-size", type=int, default=8)
+    r.add_argument("--xcomet-fp16", action="store_true",
+                   help="xCOMET in half precision, as the comet-score CLI runs it (faster on a GPU; "
+                        "scores differ from float32 in the 4th decimal)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from glotbench.harness.run.config import RunConfig
+    from glotbench.harness.run.execute import execute
+    from glotbench.harness.run.plan import plan
+    from glotbench.harness.taskapi import data as data_mod
+    from glotbench.harness.taskapi import registry
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    task_limits: dict[str, int] = {}
+    task_tokens: dict[str, int] = {}
+    task_langs: dict[str, tuple[str, ...]] = {}
+    if args.tasks is None:
+        names = registry.expand("offline")
+        if args.data in ("auto", "bundled", "local"):
+            kept = []
+            for name in names:
+                task = registry.get_task(name)
+                local = [lang for lang in task.languages if data_mod.available(task, lang, data_dir)]
+                if local:
+                    kept.append(name)
+                    if len(local) < len(task.languages):
+                        task_langs[name] = tuple(local)
+                        print(f"note: {name} runs on {', '.join(local)} only (the other "
+                              f"{len(task.languages) - len(local)} languages are on the hub: use --data hub "
+                              f"or --data-dir)", file=sys.stderr)
+                else:
+                    print(f"note: skipping {name}: no local data (hub id {task.data.hub_id}; "
+                          f"use --data hub or --data-dir)", file=sys.stderr)
+            names = kept
+        if args.limit is None and on_cpu(args.device):
+            for name in names:
+                if registry.get_task(name).output_type == "generate":
+                    task_limits[name] = CPU_DEFAULT_GEN_LIMIT
+                    print(f"note: {name} limited to its first {CPU_DEFAULT_GEN_LIMIT} items per language on "
+                          f"CPU (generation runs at tens of tokens/s); pass --limit or --tasks {name} "
+                          f"for more", file=sys.stderr)
+        if args.max_new_tokens is None and on_cpu(args.device):
+            for name in names:
+                if registry.get_task(name).judged:
+                    task_tokens[name] = CPU_DEFAULT_OPEN_TOKENS
+                    print(f"note: {name} completions cut at {CPU_DEFAULT_OPEN_TOKENS} new tokens on CPU; "
+                          f"pass --tasks {name} for the task's own length", file=sys.stderr)
+    else:
+        names = registry.expand(args.tasks)
+    langs = None if args.langs.strip() in ("", "all") else tuple(
+        x.strip() for x in args.langs.split(",") if x.strip())
+    cfg = RunConfig(tasks=tuple(names), langs=langs, model=args.model, limit=args.limit,
+                    data=args.data, data_dir=args.data_dir, batch_size=args.batch_size,
+                    device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
+                    results_dir=args.results_dir, chat=args.chat, fewshot_as=args.fewshot_as,
+                    max_new_tokens=args.max_new_tokens, task_limits=task_limits,
+                    task_max_new_tokens=task_tokens, task_langs=task_langs,
+                    xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
+                    xcomet_fp16=args.xcomet_fp16)
+    units = plan(cfg)
+    path = execute(cfg, units, progress=not args.no_progress)
+    from glotbench.harness.store.rundir import read_run
+
+    print(format_summary(read_run(path)))
+    print(f"\nrun written to {path}")
+    return 0
+
+
+def format_summary(run: dict) -> str:
+    width = max([5] + [len(lang) + 6 for langs in run["results"].values() for lang in langs])
+    lines = [f"{'task':<14} {'lang':<{width}} {'metric':<16} {'value':>8} {'± se':>7} {'n':>6} {'unparsed':>8}"]
+    for task, langs in run["results"].items():
+        metrics = run["provenance"]["tasks"][task].get("metrics", ["acc"])
+        for lang, cell in langs.items():
+            for i, metric in enumerate(metrics):
+                part = cell if i == 0 else cell["metrics"][metric]
+                value = part[metric] if i == 0 else part["value"]
+                se = f"{part['stderr']:.4f}" if part["stderr"] is not None else "-"
+                bad = str(cell["unparsed"]) if "unparsed" in cell and i == 0 else ""
+                lines.append(f"{task:<14} {lang:<{width}} {metric:<16} {_num(value):>8} {se:>7} {part['n']:>6} {bad:>8}")
+        avg = run["averages"][task]
+        for i, metric in enumerate(metrics):
+            a = avg if i == 0 else avg["metrics"][metric]
+            for name, part in [("", a), *((f" {g}", x) for g, x in a.get("groups", {}).items())]:
+                for kind in ("macro", "micro"):
+                    lines.append(f"{task:<14} {kind + name:<{width}} {metric:<16} {_num(part[kind]):>8} "
+                                 f"{'':>7} {part['n']:>6}")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+

@@ -1,0 +1,52 @@
+"""What defines a run: :class:`RunConfig`, recorded verbatim in ``run.json``, and its checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CHAT_MODES = ("auto", "on", "off")
+
+
+FEWSHOT_AS = ("multiturn", "single-turn")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; recorded verbatim in ``run.json``."""
+
+    tasks: tuple[str, ...]
+    langs: tuple[str, ...] | None = None
+    """None: every language of each task."""
+    model: str = "embedded"
+    limit: int | None = None
+    """First N items per language (None: all)."""
+    data: str = "auto"
+    data_dir: str | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 1234
+    """Seed of the bootstrap CIs."""
+    output: str | None = None
+    results_dir: str = "results"
+    cache_path: str | None = None
+    chat: str = "auto"
+    """Generative tasks through the model's chat template: auto (when it has one), on, off.
+    Log-likelihood tasks always score plain text, as lm-eval does by default."""
+    fewshot_as: str = "multiturn"
+    """With the chat template: few-shot examples as user/assistant turns (multiturn) or
+    inside the one user turn (single-turn)."""
+    max_new_tokens: int | None = None
+    """Override of each generative task's generation length."""
+    task_limits: dict[str, int] = field(default_factory=dict)
+    """Per-task item limits where ``limit`` is None (the default run on CPU)."""
+    task_langs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per-task languages where ``langs`` is None (the default run keeps those with local data)."""
+    task_max_new_tokens: dict[str, int] = field(default_factory=dict)
+    """Per-task generation lengths where ``max_new_tokens`` is None (the default run on CPU
+    shortens open-ended completions)."""
+    xcomet: str | None = None
+    """Also score translation tasks with this COMET model (hub id or checkpoint path)."""
+    xcomet_batch_size: int = 8
+    xcomet_fp16: bool = False
+    """Half precision for xCOMET (as the comet-score CLI; faster on a GPU)."""

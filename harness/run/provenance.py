@@ -1,0 +1,48 @@
+"""What a run records about how it was made: prompt layout, host and library versions, the
+recipe of a merged checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from glotbench.harness.core.hashing import json_sha256
+from glotbench.harness.models.protocol import Backend
+from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.plan import Unit
+
+
+def prompting(unit: Unit, cfg: RunConfig, backend: Backend) -> dict:
+    """How prompts were laid out: recorded so runs that differ here are never compared blindly."""
+    if unit.task.output_type != "generate":
+        return {"chat_template": False, "layout": "plain text (log-likelihood)"}
+    out = {"chat_template": unit.chat, "layout": f"chat, few-shot {cfg.fewshot_as}" if unit.chat else "plain text",
+           "max_new_tokens": unit.requests[0][0].max_new_tokens if unit.requests else None}
+    if unit.chat:
+        out["fewshot_as"] = cfg.fewshot_as
+        out["chat_template_sha256"] = json_sha256(backend.chat_template)
+    return out
+
+
+def host() -> dict:
+    import torch
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+
+
+def merge_provenance(model: str) -> dict:
+    """A merged checkpoint (``glotbench merge``) carries its recipe into every run of it."""
+    path = Path(model.removeprefix("hf:")) / "merge_manifest.json"
+    try:
+        man = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        man = None
+    if not isinstance(man, dict):
+        return {}
+    keep = ("method", "convention", "seed", "config_sha256", "glotbench_version", "created_utc")
+    inputs = [{"model": i.get("model"), "role": i.get("role"), "files": i.get("files")} for i in man.get("inputs", [])]
+    return {"merge": {**{k: man.get(k) for k in keep}, "inputs": inputs}}

@@ -1,0 +1,1 @@
+"""The results store: run directories written atomically, the ``run.json`` schema, importers."""
