@@ -19,8 +19,8 @@ from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import write_json_atomic
+from glotbench.harness.store.schema import RUN_FILE, RunRecord, read_records
 
-RUN_FILE = "run.json"
 PARTIAL = ".partial"
 
 
@@ -83,18 +83,13 @@ def _alive(pid: int) -> bool:
 
 
 def read_run(path: Path) -> dict:
-    """Load a finished run's ``run.json``."""
-    file = Path(path) / RUN_FILE
-    if not file.is_file():
-        raise GlotbenchError(f"{path} is not a finished glotbench run (no {RUN_FILE})",
-                             "pass a run directory written by 'glotbench run'")
-    return json.loads(file.read_text(encoding="utf-8"))
+    """A finished run's ``run.json``, validated (see :class:`~glotbench.harness.store.schema.RunRecord`)."""
+    return RunRecord.read(path).data
 
 
 def read_samples(path: Path, task: str, lang: str) -> list[dict]:
-    file = Path(path) / "samples" / task / f"{lang}.jsonl"
-    with open(file, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The per-example records of one task × language of a run."""
+    return read_records(Path(path) / "samples" / task / f"{lang}.jsonl", f"run {path} ({task}/{lang})")
 
 
 def read_json(file: Path) -> dict:

@@ -26,6 +26,12 @@ def get_task(name: str) -> Task:
     return getattr(importlib.import_module(module), attr)
 
 
+def known_task(name: str) -> Task | None:
+    """The task of that name, or None when this version of glotbench does not know it (a run
+    written by another version)."""
+    return get_task(name) if name in catalogue.REGISTRY else None
+
+
 def expand(spec: str) -> list[str]:
     """``"xcopa,discriminative"`` → task names, suites expanded, order kept, no repeats."""
     names: list[str] = []
