@@ -33,7 +33,7 @@ GATE_EXAMPLES = """examples:
 
 
 MERGE_EXAMPLES = """examples:
-  glotbench merge merge.yaml -o ckpt/merged            # see README "Model merging" for configs
+  glotbench merge merge.yaml -o ckpt/merged            # configs: docs/merging.md
   glotbench merge merge.yaml -o ckpt/merged --dry-run  # check config and inputs, write nothing
   glotbench merge merge.yaml -o ckpt/merged --device cuda --overwrite
   glotbench run --model hf:ckpt/merged                 # evaluate the merge
