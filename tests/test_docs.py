@@ -212,6 +212,26 @@ def test_the_command_check_rejects_what_the_cli_rejects():
         assert found == 1 and len(problems) == 1 and message in problems[0], (text, problems)
 
 
+# Verbs whose every flag this project's reference pages document (the judge, gate, table and
+# report pages document their own verbs).
+FLAG_PAGES = {"run": "running.md", "tasks": "running.md", "import-answers": "running.md",
+              "compare": "tasks.md", "merge": "merging.md"}
+
+
+def verb_parser(verb: str) -> argparse.ArgumentParser:
+    return next(p for p in all_parsers(build_parser()) if p.prog == f"glotbench {verb}")
+
+
+@pytest.mark.parametrize("verb", sorted(FLAG_PAGES))
+def test_every_flag_is_documented(verb):
+    page = DOCS / FLAG_PAGES[verb]
+    text = page.read_text(encoding="utf-8")
+    flags = [opt for action in verb_parser(verb)._actions for opt in action.option_strings
+             if opt.startswith("--") and opt != "--help" and (opt != "--debug" or verb == "run")]
+    missing = [flag for flag in flags if f"`{flag}" not in text]
+    assert not missing, f"docs/{page.name} does not document glotbench {verb} {', '.join(missing)}"
+
+
 # ---------------------------------------------------------------- the file map
 
 def map_entries(text: str) -> tuple[dict[str, int], list[str]]:
