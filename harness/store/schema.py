@@ -25,6 +25,11 @@ Two definitions live here because every reader needs the same answer:
 - :func:`differences`: are two runs' results for a task × language comparable (same task
   version, data, prompts, items)? Callers decide whether a difference is an error (gate,
   compare) or a note (tables).
+
+Beside them, :meth:`RunRecord.translation` (is a task scored as translation, chrF++ on stored
+hypotheses?) and :func:`environment_differences` (library versions, host, device and dtype
+that differ between two runs: not a comparability error, but float32 results move slightly
+with them, so the gate names them in a note).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ RUN_FORMAT = "glotbench-run/"
 JUDGE_FORMAT = "glotbench-judge/"
 OPEN_ENDED_METRIC = "new_tokens"
 """Headline metric of an open-ended task: a length, not a score (its score is a win-rate)."""
+TRANSLATION_METRIC = "chrf++"
+"""Headline metric of a translation task."""
 
 
 def read_json_file(file: Path, what: str, fix: str) -> dict:
@@ -168,6 +175,12 @@ class RunRecord:
         return out
 
     @property
+    def environment(self) -> Environment:
+        """Library versions, host, device and dtype the run was made with."""
+        return Environment(self.versions, {k: v for k, v in self.host.items() if k != "torch"},
+                           self.provenance.get("device") or self.model.get("device"), self.model.get("dtype"))
+
+    @property
     def imported(self) -> bool:
         """Completions imported from another tool (``glotbench import-answers``)."""
         return "imported" in self.config
@@ -220,6 +233,16 @@ class RunRecord:
             return known.judged
         return self.headline(task) == OPEN_ENDED_METRIC
 
+    def translation(self, task: str) -> bool:
+        """Is the task scored as translation (corpus chrF++ of stored hypotheses)? Read from the
+        registry when this version knows the task, else from the run (its headline metric)."""
+        from glotbench.harness.taskapi.registry import known_task
+
+        known = known_task(task)
+        if known is not None:
+            return known.source_field is not None
+        return self.headline(task) == TRANSLATION_METRIC
+
     # ---- numbers --------------------------------------------------------------------
     def cell(self, task: str, lang: str) -> dict:
         return self.data["results"].get(task, {}).get(lang) or {}
@@ -253,6 +276,19 @@ class RunRecord:
     def samples(self, task: str, lang: str) -> list[dict]:
         """The per-example records of one task × language; missing or corrupt is one line."""
         return read_records(self.samples_file(task, lang), f"run {self.path} ({task}/{lang})")
+
+    def samples_by_id(self, task: str, lang: str) -> dict[Any, dict]:
+        """:meth:`samples` keyed by ``doc_id``, in file order; a record without a ``doc_id`` or
+        a repeated one is a one-line error (a damaged run)."""
+        out: dict[Any, dict] = {}
+        for i, rec in enumerate(self.samples(task, lang), 1):
+            doc = rec.get("doc_id")
+            if doc is None or doc in out:
+                what = "has no doc_id" if doc is None else f"repeats doc_id {doc!r}"
+                raise GlotbenchError(f"run {self.path} ({task}/{lang}): record {i} {what}",
+                                     "the run directory is damaged; regenerate it with glotbench run")
+            out[doc] = rec
+        return out
 
 
 def read_records(file: Path, what: str) -> list[dict]:
@@ -300,6 +336,60 @@ def differences(a: RunRecord, b: RunRecord, task: str, lang: str | None = None,
     return out
 
 
+@dataclass(frozen=True)
+class Environment:
+    """What besides the model, the data and the code can move a float32 result."""
+
+    versions: dict[str, str | None]
+    """Library → version (``provenance.versions``: glotbench.harness.core.versions.RECORDED_LIBRARIES;
+    None: not installed; older runs record torch only, in ``host``)."""
+    host: dict
+    """platform, python, cpus, torch_threads, ... as recorded (torch is under ``versions``)."""
+    device: str | None
+    dtype: str | None
+
+
+@dataclass(frozen=True)
+class EnvironmentDifference:
+    """One way two runs' environments differ (None: not recorded on that side)."""
+
+    key: str
+    a: Any
+    b: Any
+
+    def describe(self) -> str:
+        a, b = ("not recorded" if x is None else x for x in (self.a, self.b))
+        return f"{self.key} {a} vs {b}"
+
+
+def environment_differences(a: Environment, b: Environment) -> list[EnvironmentDifference]:
+    """Library versions (every library either side records; a library recorded on one side
+    only is listed as not recorded on the other), device, dtype, and the host fields both
+    sides record, that differ. Empty: same environment as far as the runs tell."""
+    out = [EnvironmentDifference(k, a.versions.get(k), b.versions.get(k))
+           for k in sorted(set(a.versions) | set(b.versions)) if a.versions.get(k) != b.versions.get(k)]
+    out += [EnvironmentDifference(k, x, y) for k, x, y in (("device", a.device, b.device),
+                                                           ("dtype", a.dtype, b.dtype))
+            if x is not None and y is not None and x != y]
+    out += [EnvironmentDifference(k, a.host[k], b.host[k]) for k in a.host
+            if k in b.host and a.host[k] != b.host[k]]
+    return out
+
+
+@dataclass(frozen=True)
+class JudgedRun:
+    """A run as ``glotbench judge`` recorded it when it judged it."""
+
+    name: str
+    path: Path | None
+    run_sha256: str | None
+    raw: dict
+
+    def data_sha256(self, task: str, lang: str) -> str | None:
+        langs = ((self.raw.get("tasks") or {}).get(task) or {}).get("languages") or {}
+        return (langs.get(lang) or {}).get("data_sha256")
+
+
 class JudgeRecord:
     """A finished ``glotbench judge`` directory: ``judge.json`` and its judgment files."""
 
@@ -332,6 +422,28 @@ class JudgeRecord:
         """Run name → {path, run_sha256, model, tasks ...} as judged."""
         return self.data["provenance"].get("runs") or {}
 
+    def judged_runs(self) -> dict[str, JudgedRun]:
+        """:attr:`runs` as typed records, by run name."""
+        return {name: JudgedRun(name, Path(i["path"]) if i.get("path") else None, i.get("run_sha256"), i)
+                for name, i in self.runs.items() if isinstance(i, dict)}
+
+    @property
+    def run_a(self) -> Path | None:
+        """The run judged as model A (``--a``)."""
+        a = self.data["config"].get("run_a")
+        return Path(a) if a else None
+
+    @property
+    def judge_spec(self) -> str | None:
+        return (self.data["provenance"].get("judge") or {}).get("spec")
+
+    @property
+    def prompt_sha256(self) -> str | None:
+        return (self.data["provenance"].get("prompt") or {}).get("sha256")
+
+    def judgments_file(self, pair_dir: str, task: str, lang: str) -> Path:
+        return self.path / "judgments" / pair_dir / task / f"{lang}.jsonl"
+
     def pairs(self) -> Iterator[tuple[str, str, dict]]:
         """(pair, task, summary) for every judged pair and task."""
         for pair, by_task in self.results.items():
@@ -339,7 +451,7 @@ class JudgeRecord:
                 yield pair, task, summary
 
     def judgments(self, pair_dir: str, task: str, lang: str) -> list[dict]:
-        return read_records(self.path / "judgments" / pair_dir / task / f"{lang}.jsonl",
+        return read_records(self.judgments_file(pair_dir, task, lang),
                             f"judge directory {self.path} ({pair_dir}, {task}/{lang})")
 
 
