@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats as scipy_stats
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
@@ -27,8 +28,6 @@ from glotbench.harness.gate.paired_stats import (
 from glotbench.harness.gate.policy import POLICY_FILE, Policy, load_policy
 from glotbench.harness.metrics import chrf as mt_metrics
 
-scipy_stats = pytest.importorskip("scipy.stats")
-
 DATA_SHA = "d" * 64
 PROMPT_SHA = "p" * 64
 
@@ -36,9 +35,10 @@ PROMPT_SHA = "p" * 64
 def make_run(root: Path, name: str, tasks: dict[str, dict[str, list[dict]]], *,
              metrics: dict[str, list[str]] | None = None, version: str = "1.0",
              data_sha: dict[str, str] | None = None, prompt_sha: dict[str, str] | None = None,
-             model: str | None = None) -> Path:
+             model: str | None = None, provenance: dict | None = None) -> Path:
     """A finished run directory in the store's format (run.json + samples/<task>/<lang>.jsonl);
-    ``data_sha`` / ``prompt_sha`` override the hashes of "task/lang" cells."""
+    ``data_sha`` / ``prompt_sha`` override the hashes of "task/lang" cells; ``provenance`` adds
+    keys (host, versions, device)."""
     run = root / name
     prov_tasks, results = {}, {}
     for task, langs in tasks.items():
@@ -60,7 +60,7 @@ def make_run(root: Path, name: str, tasks: dict[str, dict[str, list[dict]]], *,
         "config": {"tasks": list(tasks), "model": model or name}, "results": results, "averages": {},
         "provenance": {"glotbench_version": "0.1.0",
                        "model": {"backend": "hf", "name": model or name, "weights_sha256": "w" * 64},
-                       "tasks": prov_tasks, "seed": 1234}}, indent=1), encoding="utf-8")
+                       "tasks": prov_tasks, "seed": 1234, **(provenance or {})}}, indent=1), encoding="utf-8")
     return run
 
 
@@ -366,6 +366,7 @@ def make_judge(root: Path, a: Path, b: Path, outcomes: list[tuple[str, str]]) ->
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     (out / "judge.json").write_text(json.dumps({
         "format": "glotbench-judge/1", "config": {"run_a": str(a), "runs_b": [str(b)]},
+        "results": {}, "counts": {"judgments": len(recs)}, "usage": {},
         "provenance": {"runs": runs, "judge": {"spec": "openai:scripted"}, "prompt": {"sha256": "x"}}}))
     return out
 
@@ -424,6 +425,115 @@ def test_metrics_policy_gates_several_metrics(tmp_path):
     fams = result["tasks"]["mgsm"]["metrics"]
     assert fams["strict_match"]["verdict"] == "pass" and fams["flexible_extract"]["verdict"] == "regression"
     assert result["tasks"]["mgsm"]["verdict"] == "regression"  # a task takes its worst metric
+
+
+def test_a_non_finite_score_is_refused_not_bootstrapped(tmp_path):
+    recs = acc_records(baseline_correct(n=20))
+    b = make_run(tmp_path, "b", {"xcopa": {"et": recs}})
+    c = make_run(tmp_path, "c", {"xcopa": {"et": [*recs[:-1], {**recs[-1], "acc": float("nan")}]}})
+    with pytest.raises(GlotbenchError, match=r"xcopa/et: example 19 has a non-finite 'acc' score \(nan\)") as err:
+        gate(b, c, Policy())
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- bootstrap without finite replicates
+
+
+def test_delta_test_names_non_finite_replicates():
+    some = delta_test(0.0, np.array([0.1, np.nan, -0.1, np.inf, 0.0]), margin=0.05, alpha=0.3)
+    assert (some.resamples, some.dropped) == (3, 2) and some.ci is not None
+    none = delta_test(0.02, np.full(50, np.nan), margin=0.05, alpha=0.05)
+    assert (none.resamples, none.dropped) == (0, 50)
+    assert none.ci is None and none.se is None and none.p_noninferior == none.p_regression == 1.0
+    assert none.delta == 0.02
+
+
+def arena_pair(tmp_path, n: int, outcomes):
+    b = make_run(tmp_path, "base", {"m_arenahard": {"en": arena_records(n)}})
+    c = make_run(tmp_path, "cand", {"m_arenahard": {"en": arena_records(n)}})
+    return b, c, make_judge(tmp_path, b, c, outcomes)
+
+
+def test_win_rate_resamples_without_a_valid_verdict_are_counted(tmp_path):
+    # 3 of 30 prompts have valid verdicts: about (27/30)^30 = 4 % of resamples draw none of them.
+    b, c, judge = arena_pair(tmp_path, 30, [("b", "b")] * 3 + [("invalid", "invalid")] * 27)
+    result = gate(b, c, replace(Policy(), margins={"m_arenahard": 0.05}), judgments=judge)
+    fam = result["tasks"]["m_arenahard"]["metrics"]["win_rate"]
+    cell = fam["languages"]["en"]
+    assert cell["invalid"] == 54 and 10 < cell["replicates_dropped"] < 90
+    assert cell["replicates"] + cell["replicates_dropped"] == 1000
+    dropped = f"{cell['replicates_dropped']} of 1000 bootstrap resamples had no finite Δ"
+    assert any(w.startswith("m_arenahard/win_rate/en: " + dropped) for w in result["warnings"])
+    assert fam["pooled"]["replicates_dropped"] == cell["replicates_dropped"]
+    assert "Warning: m_arenahard/win_rate/en: " + dropped in format_markdown(result)
+
+
+def test_no_finite_replicate_is_inconclusive_and_said(tmp_path, monkeypatch):
+    from glotbench.harness.gate import fixed
+
+    b, c, judge = arena_pair(tmp_path, 20, [("b", "b")] * 20)
+    monkeypatch.setattr(fixed, "bootstrap_rates", lambda counts, rng, resamples: np.full((resamples, 2), np.nan))
+    result = gate(b, c, replace(Policy(), margins={"m_arenahard": 0.05}), judgments=judge)
+    fam = result["tasks"]["m_arenahard"]["metrics"]["win_rate"]
+    cell = fam["languages"]["en"]
+    assert cell["candidate"] == 1.0 and cell["replicates"] == 0 and cell["replicates_dropped"] == 1000
+    assert cell["ci"] is None and cell["p_noninferior"] == cell["p_regression"] == 1.0
+    assert cell["verdict"] == fam["pooled"]["verdict"] == result["verdict"] == "inconclusive"
+    assert [w.split(":")[0] for w in result["warnings"]] == ["m_arenahard/win_rate/en", "m_arenahard/win_rate/pooled"]
+    assert all("no finite bootstrap replicate among 1000 resamples" in w for w in result["warnings"])
+    json.dumps(result, allow_nan=False)  # no NaN hides in the result
+    md = format_markdown(result)
+    assert "| en | 20 | 50.0 | 100.0 | +50.0 | – | 5.0 (policy) | 1.000 | 1.000 | – | inconclusive |" in md
+    assert "Warning: m_arenahard/win_rate/en: no finite bootstrap replicate" in md
+
+
+# ---------------------------------------------------------------------------- environment note
+
+
+HOST = {"python": "3.11.7", "platform": "Linux-6.18-x86_64", "torch": "2.13.0+cpu", "torch_threads": 2, "cpus": 2}
+VERSIONS = {"transformers": "4.57.1", "tokenizers": "0.22.1", "torch": "2.13.0+cpu", "numpy": "2.3.4",
+            "safetensors": "0.6.2", "sacrebleu": "2.5.1"}
+
+
+def test_same_environment_has_no_note(tmp_path):
+    env = {"host": HOST, "versions": VERSIONS, "device": "cpu"}
+    recs = {"xcopa": {"et": acc_records(baseline_correct(seed=1))}}
+    result = gate(make_run(tmp_path, "b", recs, provenance=env), make_run(tmp_path, "c", recs, provenance=env),
+                  Policy())
+    assert result["notes"] == [] and result["environment"] == [] and "Note:" not in format_markdown(result)
+
+
+def test_version_and_host_differences_are_a_note_not_an_error(tmp_path):
+    correct = baseline_correct(seed=1)
+    b = make_run(tmp_path, "base", {"xcopa": {"et": acc_records(correct)}},
+                 provenance={"host": HOST, "versions": VERSIONS, "device": "cpu"})
+    other = {"host": {**HOST, "platform": "Darwin-24.1-arm64", "cpus": 10, "torch": "2.13.0"},
+             "versions": {**VERSIONS, "transformers": "5.24.0", "torch": "2.13.0"}, "device": "mps"}
+    c = make_run(tmp_path, "cand", {"xcopa": {"et": acc_records(correct)}}, provenance=other)
+    result = gate(b, c, Policy())
+    assert result["verdict"] == "pass" and exit_code(result) == 0 and result["warnings"] == []
+    assert result["environment"] == [
+        {"key": "torch", "baseline": "2.13.0+cpu", "candidate": "2.13.0"},
+        {"key": "transformers", "baseline": "4.57.1", "candidate": "5.24.0"},
+        {"key": "device", "baseline": "cpu", "candidate": "mps"},
+        {"key": "platform", "baseline": "Linux-6.18-x86_64", "candidate": "Darwin-24.1-arm64"},
+        {"key": "cpus", "baseline": 2, "candidate": 10}]
+    [note] = result["notes"]
+    assert note.startswith("the baseline and the candidate run were made in different environments (torch "
+                           "2.13.0+cpu vs 2.13.0; transformers 4.57.1 vs 5.24.0; device cpu vs mps; platform")
+    assert "margins sized for real regressions" in note and "docs/gate.md" in note
+    md = format_markdown(result)
+    assert f"\nNote: {note}\n" in md and md.index("Note:") < md.index("### xcopa")
+
+
+def test_an_older_run_without_versions_is_noted(tmp_path):
+    correct = baseline_correct(seed=1)
+    b = make_run(tmp_path, "base", {"xcopa": {"et": acc_records(correct)}}, provenance={"host": HOST})
+    c = make_run(tmp_path, "cand", {"xcopa": {"et": acc_records(correct)}},
+                 provenance={"host": HOST, "versions": VERSIONS})
+    [note] = gate(b, c, Policy())["notes"]
+    assert "numpy not recorded vs 2.3.4" in note and "transformers not recorded vs 4.57.1" in note
+    assert "torch" not in note  # the older run's torch comes from its host record
 
 
 # ---------------------------------------------------------------------------- policy

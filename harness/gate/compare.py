@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.errors import DataError, GlotbenchError
 from glotbench.harness.metrics import chrf as mt_metrics
-from glotbench.harness.store.rundir import read_run, read_samples
-from glotbench.harness.taskapi.registry import get_task
+from glotbench.harness.store.schema import RunRecord, differences
 
 METHODS = ("bs", "ar")
 
@@ -24,9 +23,8 @@ def paired_translation(baseline: Path, system: Path, tasks: list[str] | None = N
     if method not in METHODS:
         raise GlotbenchError(f"unknown --method {method!r}", "use bs (paired bootstrap) or ar "
                              "(approximate randomisation)")
-    runs = {"baseline": read_run(baseline), "system": read_run(system)}
-    common = [t for t in runs["baseline"]["results"] if t in runs["system"]["results"]]
-    translation = [t for t in common if _is_translation(t)]
+    base, other = RunRecord.read(baseline), RunRecord.read(system)
+    translation = [t for t in base.tasks() if other.has(t) and base.translation(t) and other.translation(t)]
     if tasks:
         missing = [t for t in tasks if t not in translation]
         if missing:
@@ -38,41 +36,30 @@ def paired_translation(baseline: Path, system: Path, tasks: list[str] | None = N
     out: dict = {"baseline": str(baseline), "system": str(system), "method": method, "seed": seed,
                  "results": {}}
     for task in translation:
-        shared = [x for x in runs["baseline"]["results"][task] if x in runs["system"]["results"][task]]
+        shared = [x for x in base.languages(task) if other.has(task, x)]
         chosen = shared if langs is None else [x for x in langs if x in shared]
         if not chosen:
             raise GlotbenchError(f"{task}: the runs share none of the selected directions",
                                  f"shared: {', '.join(shared) or 'none'}")
         for lang in chosen:
-            _same_data(runs, task, lang)
-            base, sys_ = read_samples(baseline, task, lang), read_samples(system, task, lang)
-            refs = _aligned(base, sys_, task, lang)
-            result = mt_metrics.paired_test([r["pred"] or "" for r in base], [r["pred"] or "" for r in sys_],
-                                            refs, method=method, seed=seed, samples=samples)
+            for d in differences(base, other, task, lang, kinds=("data_sha256",)):
+                raise GlotbenchError(d.describe(), "compare runs made on the same data source")
+            recs = _aligned(base.samples(task, lang), other.samples(task, lang), task, lang)
+            result = mt_metrics.paired_test(*recs, method=method, seed=seed, samples=samples)
             out["results"].setdefault(task, {})[lang] = result
     return out
 
 
-def _is_translation(task: str) -> bool:
-    try:
-        return get_task(task).source_field is not None
-    except GlotbenchError:
-        return False
-
-
-def _same_data(runs: dict, task: str, lang: str) -> None:
-    hashes = {k: r["provenance"]["tasks"][task]["languages"][lang]["data_sha256"] for k, r in runs.items()}
-    if hashes["baseline"] != hashes["system"]:
-        raise GlotbenchError(f"{task}/{lang}: the runs scored different data (data_sha256 differs)",
-                             "compare runs made on the same data source")
-
-
-def _aligned(base: list[dict], sys_: list[dict], task: str, lang: str) -> list[str]:
-    ids_a, ids_b = [r["doc_id"] for r in base], [r["doc_id"] for r in sys_]
+def _aligned(base: list[dict], sys_: list[dict], task: str, lang: str) -> tuple[list[str], list[str], list[str]]:
+    """The two runs' hypotheses and the references, for the same segments in the same order."""
+    ids_a, ids_b = [r.get("doc_id") for r in base], [r.get("doc_id") for r in sys_]
     if ids_a != ids_b:
         raise GlotbenchError(f"{task}/{lang}: the runs scored different segments ({len(ids_a)} vs {len(ids_b)})",
                              "compare runs made with the same --limit")
-    return [r["target"] for r in base]
+    if any("pred" not in r or not isinstance(r.get("target"), str) for r in base + sys_):
+        raise DataError(f"{task}/{lang}: records lack the hypothesis (pred) or the reference (target)",
+                        "the run directory is damaged; regenerate it with glotbench run")
+    return [r["pred"] or "" for r in base], [r["pred"] or "" for r in sys_], [r["target"] for r in base]
 
 
 def format_table(result: dict) -> str:

@@ -1,12 +1,16 @@
 """``glotbench gate``: does a candidate checkpoint regress against a baseline? (reads the store only)
 
-Comparability first. For every task and language present in both runs the task version,
-``data_sha256`` and ``prompt_sha256`` must agree, and both runs must hold the same ``doc_id``
-set; anything else is a one-line :class:`GlotbenchError` naming the task/language and what
-differs (exit 2). Prompts include the chat template, which differs between model families:
+Comparability first (runs are read through :class:`~glotbench.harness.store.schema.RunRecord`;
+the check is :func:`~glotbench.harness.store.schema.differences`). For every task and language
+present in both runs the task version, ``data_sha256`` and ``prompt_sha256`` must agree, and
+both runs must hold the same ``doc_id`` set; anything else is a one-line
+:class:`GlotbenchError` naming the task/language and what differs (exit 2). Prompts include the chat template, which differs between model families:
 the policy's ``allow_prompt_change: true`` turns that one check into a warning. Tasks or
 languages in only one run, and open-ended tasks without a judge directory, are listed as
-"not compared" (an error under ``require_all: true``).
+"not compared" (an error under ``require_all: true``). Library versions, host, device or
+dtype that differ between the runs (:func:`~glotbench.harness.store.schema.environment_differences`)
+are not an error but a note in the result and the Markdown: float32 results move slightly
+with them.
 
 The test, per task × gated metric × language. Δ = candidate − baseline on the paired
 examples. H0: Δ ≤ −margin (worse by at least the margin) against H1: Δ > −margin
@@ -27,6 +31,9 @@ seeded by ``[seed, crc32("task/metric/lang")]`` so that cells are independent an
 p_noninferior = (1 + #{Δ* ≤ −margin}) / (B + 1); p_regression (H0: Δ ≥ −margin) =
 (1 + #{Δ* ≥ −margin}) / (B + 1); the CI is the two-sided (1 − 2·alpha) percentile interval,
 so "p_regression < alpha" is, up to bootstrap discreteness, "its upper bound < −margin".
+Resamples without a finite Δ (a win-rate resample that drew only invalid verdicts) are left
+out and counted (``replicates``, ``replicates_dropped``, and a warning); with none finite
+both p-values are 1, the CI is None and the cell is inconclusive, said in a warning.
 
 Margins come from the policy (a number per task, for its first gated metric, or a mapping
 metric → number), in the metric's own units: fractions for accuracies and win-rates
@@ -51,24 +58,25 @@ Result (JSON): ``verdict``; ``tasks[task] = {verdict, metrics[metric] = {kind, v
 pooled, languages[lang]}}`` where a language holds n, baseline, candidate, delta, ci, se,
 margin, margin_source, p_noninferior(_bh), p_regression(_bh), verdict and, by kind,
 p_mcnemar + discordant counts, p_sacrebleu, or win/tie/loss/invalid counts;
-``inconclusive``, ``not_compared``, ``warnings``, ``policy`` and ``provenance`` (both runs'
-paths, model names, weights and run.json hashes; the judge directory).
+``inconclusive``, ``not_compared``, ``warnings``, ``notes`` and ``environment`` (the
+environment differences), ``policy`` and ``provenance`` (both runs' paths, model names,
+weights and run.json hashes; the judge directory).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from glotbench import harness
 from glotbench.harness.core.errors import DataError, GlotbenchError
-from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.gate.paired_stats import (
+    DeltaTest,
     benjamini_hochberg,
     bootstrap_deltas,
     chrf_corpus,
@@ -77,17 +85,29 @@ from glotbench.harness.gate.paired_stats import (
     mde,
 )
 from glotbench.harness.gate.policy import Policy
-from glotbench.harness.judge.winrate import Judgment, bootstrap_rates, by_prompt, prompt_counts
+from glotbench.harness.judge.winrate import (
+    ORDERS,
+    Judgment,
+    bootstrap_rates,
+    by_prompt,
+    prompt_counts,
+)
 from glotbench.harness.metrics import chrf as mt_metrics
-from glotbench.harness.store.rundir import read_json, read_run, read_samples
+from glotbench.harness.store.schema import (
+    EnvironmentDifference,
+    JudgeRecord,
+    RunRecord,
+    differences,
+    environment_differences,
+)
 
 WIN_RATE = "win_rate"
 """The gated metric of open-ended tasks: the candidate's win-rate, ties counting half."""
 VERDICT_RANK = {"pass": 0, "inconclusive": 1, "regression": 2}
-
-
-# ---------------------------------------------------------------------------- statistics
-# ---------------------------------------------------------------------------- the gate
+DRIFT = ("float32 results move slightly with library versions and CPUs (log-likelihoods by about "
+         "1e-4 to 1e-3, now and then a greedy generation); margins sized for real regressions absorb "
+         "that (docs/gate.md)")
+OUTCOMES = ("a", "b", "tie", "invalid")
 
 
 @dataclass(frozen=True)
@@ -104,35 +124,47 @@ class _Cell:
     extra: dict
 
 
+@dataclass(frozen=True)
+class _JudgePair:
+    """The judgments that compare the two runs, and which side the candidate was on."""
+
+    record: JudgeRecord
+    pair: str
+    candidate_side: Literal["a", "b"]
+    names: dict[str, str]
+    """baseline / candidate → the run's name in the judge directory."""
+
+
 def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None = None) -> dict:
     """Gate ``candidate`` against ``baseline`` (run directories; ``judgments`` a judge directory
     of the two runs for open-ended tasks). Returns a JSON-serialisable result; input that
     cannot be compared raises :class:`GlotbenchError`."""
-    baseline, candidate = Path(baseline), Path(candidate)
-    runs = {"baseline": read_run(baseline), "candidate": read_run(candidate)}
-    prov = {k: r["provenance"]["tasks"] for k, r in runs.items()}
+    runs = {"baseline": RunRecord.read(baseline), "candidate": RunRecord.read(candidate)}
+    base, cand = runs["baseline"], runs["candidate"]
     warnings: list[str] = []
     not_compared: list[dict] = []
-    judge = _judge_pair(Path(judgments), baseline, candidate, runs, warnings) if judgments else None
+    judge = _judge_pair(Path(judgments), runs, warnings) if judgments else None
     units: dict[str, list[str]] = {}
-    for task in sorted(set(prov["baseline"]) | set(prov["candidate"])):
-        only = [k for k in runs if task not in prov[k]]
+    open_ended = set()
+    for task in sorted(set(base.tasks()) | set(cand.tasks())):
+        only = [k for k, r in runs.items() if not r.has(task)]
         if only:
             not_compared.append({"task": task, "lang": None, "reason": f"only in the {_other(only[0])} run"})
             continue
-        pb, pc = prov["baseline"][task], prov["candidate"][task]
-        if pb.get("version") != pc.get("version"):
-            raise GlotbenchError(f"{task}: task version differs (baseline {pb.get('version')}, candidate "
-                                 f"{pc.get('version')})", "compare runs made with the same task version")
-        for lang in sorted(set(pb["languages"]) | set(pc["languages"])):
-            only = [k for k in runs if lang not in prov[k][task]["languages"]]
+        for d in differences(base, cand, task, kinds=("version",)):
+            raise GlotbenchError(f"{task}: task version differs (baseline {d.a}, candidate {d.b})",
+                                 "compare runs made with the same task version")
+        if base.open_ended(task) or cand.open_ended(task):
+            open_ended.add(task)
+        for lang in sorted(set(base.languages(task)) | set(cand.languages(task))):
+            only = [k for k, r in runs.items() if not r.has(task, lang)]
             if only:
                 not_compared.append({"task": task, "lang": lang, "reason": f"only in the {_other(only[0])} run"})
                 continue
-            _comparable(task, lang, pb["languages"][lang], pc["languages"][lang], policy, warnings)
-            if _judged(task) and judge is None:
+            _check_comparable(base, cand, task, lang, policy, warnings)
+            if task in open_ended and judge is None:
                 reason = "open-ended: pass the judge directory of the two runs"
-            elif _judged(task) and not (judge["dir"] / task / f"{lang}.jsonl").is_file():
+            elif task in open_ended and not judge.record.judgments_file(judge.pair, task, lang).is_file():
                 reason = f"open-ended: not judged in {judgments}"
             else:
                 units.setdefault(task, []).append(lang)
@@ -147,23 +179,24 @@ def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None
                              "compare runs of the same tasks (open-ended tasks need --judgments)")
     for key in ("margins", "metrics"):
         for task in getattr(policy, key):
-            if task not in prov["baseline"] and task not in prov["candidate"]:
+            if not base.has(task) and not cand.has(task):
                 warnings.append(f"policy {key} name task {task!r}, which neither run has")
     tasks_out = {}
     for task, langs in units.items():
-        if _judged(task):
+        if task in open_ended:
             if policy.metrics.get(task, (WIN_RATE,)) != (WIN_RATE,):
                 raise GlotbenchError(f"policy {policy.source}: metrics for {task} must be {WIN_RATE!r} "
                                      "(open-ended tasks are gated on the judge's win-rate)")
-            _judge_same_data(judge, task, langs, prov)
+            _judge_same_data(judge, task, langs, runs)
             gated = {WIN_RATE: {lang: _winrate_cell(judge, task, lang, policy) for lang in langs}}
         else:
-            gated = _gated(task, langs, baseline, candidate, prov, policy, warnings)
+            gated = _gated(task, langs, runs, policy, warnings)
         fixed = _policy_margins(policy, task, list(gated))
-        fams = {m: _family(cells, fixed[m], policy) for m, cells in gated.items()}
+        fams = {m: _family(cells, fixed[m], policy, f"{task}/{m}", warnings) for m, cells in gated.items()}
         tasks_out[task] = {"verdict": max((f["verdict"] for f in fams.values()), key=VERDICT_RANK.get),
                            "metrics": fams}
     verdict = max((t["verdict"] for t in tasks_out.values()), key=VERDICT_RANK.get)
+    env = environment_differences(base.environment, cand.environment)
     return {
         "format": "glotbench-gate/1",
         "verdict": verdict,
@@ -172,10 +205,14 @@ def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None
                          if f["verdict"] == "inconclusive"],
         "not_compared": not_compared,
         "warnings": warnings,
+        "notes": [environment_note(env, "the baseline and the candidate run")] if env else [],
+        "environment": [{"key": d.key, "baseline": d.a, "candidate": d.b} for d in env],
         "policy": asdict(policy),
         "provenance": {"glotbench_version": harness.__version__,
-                       **{k: _run_info(p, runs[k]) for k, p in (("baseline", baseline), ("candidate", candidate))},
-                       "judgments": None if judge is None else {"path": str(judgments), **judge["info"]}},
+                       **{k: _run_info(r) for k, r in runs.items()},
+                       "judgments": None if judge is None else {
+                           "path": str(judgments), "pair": judge.pair, "judge": judge.record.judge_spec,
+                           "prompt_sha256": judge.record.prompt_sha256}},
     }
 
 
@@ -186,38 +223,35 @@ def exit_code(result: dict) -> int:
     return 1 if result["verdict"] == "regression" else 0
 
 
+def environment_note(env: list[EnvironmentDifference], who: str) -> str:
+    """The note a gate result carries when ``who`` were made in different environments."""
+    return f"{who} were made in different environments ({'; '.join(d.describe() for d in env)}): {DRIFT}"
+
+
 def _other(missing_in: str) -> str:
     return "candidate" if missing_in == "baseline" else "baseline"
 
 
-def _judged(task: str) -> bool:
-    from glotbench.harness.taskapi.registry import get_task
-
-    try:
-        return get_task(task).judged
-    except GlotbenchError:  # a task this version does not know: gated from its records
-        return False
-
-
-def _comparable(task: str, lang: str, b: dict, c: dict, policy: Policy, warnings: list[str]) -> None:
-    if b.get("data_sha256") != c.get("data_sha256"):
-        raise GlotbenchError(f"{task}/{lang}: the runs scored different data (data_sha256 "
-                             f"{str(b.get('data_sha256'))[:12]} vs {str(c.get('data_sha256'))[:12]})",
-                             "compare runs made on the same data source")
-    if b.get("prompt_sha256") != c.get("prompt_sha256"):
-        what = (f"{task}/{lang}: the runs used different prompts (prompt_sha256 "
-                f"{str(b.get('prompt_sha256'))[:12]} vs {str(c.get('prompt_sha256'))[:12]})")
+def _check_comparable(base: RunRecord, cand: RunRecord, task: str, lang: str, policy: Policy,
+                      warnings: list[str]) -> None:
+    """Same data, same prompts (a prompt change is a warning when the policy allows it)."""
+    for d in differences(base, cand, task, lang, kinds=("data_sha256", "prompt_sha256")):
+        if d.kind == "data_sha256":
+            raise GlotbenchError(d.describe(), "compare runs made on the same data source")
         if not policy.allow_prompt_change:
-            raise GlotbenchError(what, "prompts include the chat template; to gate across model "
-                                       "families set allow_prompt_change: true in the policy")
-        warnings.append(what + "; allowed by the policy")
+            raise GlotbenchError(d.describe(), "prompts include the chat template; to gate across model "
+                                               "families set allow_prompt_change: true in the policy")
+        warnings.append(d.describe() + "; allowed by the policy")
 
 
-def _gated(task: str, langs: list[str], baseline: Path, candidate: Path, prov: dict, policy: Policy,
+def _gated(task: str, langs: list[str], runs: dict[str, RunRecord], policy: Policy,
            warnings: list[str]) -> dict[str, dict[str, _Cell]]:
-    mb, mc = prov["baseline"][task]["metrics"], prov["candidate"][task]["metrics"]
+    mb, mc = runs["baseline"].metrics(task), runs["candidate"].metrics(task)
     names = list(policy.metrics.get(task, ()))
     if not names:
+        if not mb or not mc:
+            raise DataError(f"{task}: the {'baseline' if not mb else 'candidate'} run records no metrics",
+                            "regenerate it with glotbench run")
         if mb[0] != mc[0]:
             raise GlotbenchError(f"{task}: the runs' headline metrics differ ({mb[0]} vs {mc[0]})",
                                  f"name the metric to gate under metrics: {task}: in the policy")
@@ -226,7 +260,7 @@ def _gated(task: str, langs: list[str], baseline: Path, candidate: Path, prov: d
         if name not in mb or name not in mc:
             raise GlotbenchError(f"{task}: metric {name!r} is not in both runs (baseline: {', '.join(mb)}; "
                                  f"candidate: {', '.join(mc)})", "gate a metric both runs recorded")
-    pairs = {lang: _paired_records(baseline, candidate, task, lang) for lang in langs}
+    pairs = {lang: _paired_records(runs, task, lang) for lang in langs}
     out = {}
     for name in names:
         values = {lang: (_values(rb, name, task, lang), _values(rc, name, task, lang))
@@ -246,36 +280,31 @@ def _seed(seed: int, *names: str) -> list[int]:
     return [seed, zlib.crc32("/".join(names).encode())]
 
 
-def _paired_records(baseline: Path, candidate: Path, task: str, lang: str) -> tuple[list[dict], list[dict]]:
-    recs = []
-    for path in (baseline, candidate):
-        try:
-            recs.append(read_samples(path, task, lang))
-        except OSError:
-            raise DataError(f"run {path} lacks its samples of {task}/{lang}",
-                            "the run directory is incomplete; regenerate it with glotbench run") from None
-    ids = [[r["doc_id"] for r in rs] for rs in recs]
-    for path, i in zip((baseline, candidate), ids):
-        if len(set(i)) < len(i):
-            raise DataError(f"{task}/{lang}: run {path} has duplicate doc_ids", "regenerate the run")
-    if set(ids[0]) != set(ids[1]):
-        shared = len(set(ids[0]) & set(ids[1]))
-        raise GlotbenchError(f"{task}/{lang}: the runs scored different examples ({len(ids[0])} vs "
-                             f"{len(ids[1])} doc_ids, {shared} shared)",
+def _paired_records(runs: dict[str, RunRecord], task: str, lang: str) -> tuple[list[dict], list[dict]]:
+    base, cand = (runs[k].samples_by_id(task, lang) for k in ("baseline", "candidate"))
+    if set(base) != set(cand):
+        shared = len(set(base) & set(cand))
+        raise GlotbenchError(f"{task}/{lang}: the runs scored different examples ({len(base)} vs "
+                             f"{len(cand)} doc_ids, {shared} shared)",
                              "compare runs made with the same data and --limit")
-    if len(ids[0]) < 2:
-        raise DataError(f"{task}/{lang}: {len(ids[0])} example(s), too few for a paired test",
+    if len(base) < 2:
+        raise DataError(f"{task}/{lang}: {len(base)} example(s), too few for a paired test",
                         "gate runs with at least 2 examples per language")
-    by_id = {r["doc_id"]: r for r in recs[1]}
-    return recs[0], [by_id[i] for i in ids[0]]
+    return list(base.values()), [cand[i] for i in base]
 
 
 def _values(recs: list[dict], metric: str, task: str, lang: str) -> np.ndarray:
-    bad = next((r["doc_id"] for r in recs if not isinstance(r.get(metric), int | float)), None)
+    bad = next((r for r in recs if not isinstance(r.get(metric), int | float)), None)
     if bad is not None:
-        raise DataError(f"{task}/{lang}: example {bad!r} has no {metric!r} score",
+        raise DataError(f"{task}/{lang}: example {bad['doc_id']!r} has no {metric!r} score",
                         "regenerate the run (or gate another metric under metrics: in the policy)")
-    return np.array([r[metric] for r in recs], dtype=float)
+    values = np.array([r[metric] for r in recs], dtype=float)
+    if not np.isfinite(values).all():
+        i = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise DataError(f"{task}/{lang}: example {recs[i]['doc_id']!r} has a non-finite {metric!r} score "
+                        f"({values[i]})", "regenerate the run; a NaN score would leave the bootstrap "
+                                          "without finite replicates")
+    return values
 
 
 def _mean_cell(b: np.ndarray, c: np.ndarray, binary: bool, seed: list[int], resamples: int) -> _Cell:
@@ -295,7 +324,10 @@ def _chrf_cell(rb: list[dict], rc: list[dict], task: str, lang: str, seed: list[
                warnings: list[str]) -> _Cell:
     if any("chrf_stats" not in r for r in rb + rc):
         raise DataError(f"{task}/{lang}: records lack chrf_stats", "regenerate the runs with this glotbench")
-    sb, sc = (np.array([r["chrf_stats"] for r in rs], dtype=np.int64) for rs in (rb, rc))
+    try:
+        sb, sc = (np.array([r["chrf_stats"] for r in rs], dtype=np.int64) for rs in (rb, rc))
+    except (TypeError, ValueError):
+        raise DataError(f"{task}/{lang}: records hold malformed chrf_stats", "regenerate the runs") from None
     base, cand = mt_metrics.chrf_from_stats(sb), mt_metrics.chrf_from_stats(sc)
     reps = bootstrap_deltas(sb, sc, seed, policy.resamples, chrf_corpus)
     floor = 0.0
@@ -317,72 +349,74 @@ def _chrf_cell(rb: list[dict], rc: list[dict], task: str, lang: str, seed: list[
     return _Cell(len(sb), base, cand, reps, float(reps.std(ddof=1)), floor, extra)
 
 
-def _judge_pair(path: Path, baseline: Path, candidate: Path, runs: dict, warnings: list[str]) -> dict:
+def _judge_pair(path: Path, runs: dict[str, RunRecord], warnings: list[str]) -> _JudgePair:
     """Which judgments compare the two runs, and which side the candidate was on."""
-    try:
-        meta = read_json(path / "judge.json")
-    except (OSError, ValueError):
-        raise GlotbenchError(f"{path} is not a glotbench judge directory (no readable judge.json)",
-                             "pass the directory written by 'glotbench judge'") from None
-    info = meta["provenance"]["runs"]
+    record = JudgeRecord.read(path)
+    judged = record.judged_runs()
 
-    def name(run_path: Path, run: dict) -> str:
-        sha = json_sha256(run)
-        found = ([n for n, i in info.items() if Path(i["path"]).resolve() == run_path.resolve()]
-                 or [n for n, i in info.items() if i.get("run_sha256") == sha])
+    def name(run: RunRecord) -> str:
+        found = ([n for n, j in judged.items() if j.path is not None and j.path.resolve() == run.path.resolve()]
+                 or [n for n, j in judged.items() if j.run_sha256 == run.sha256])
         if len(found) != 1:
-            raise GlotbenchError(f"judge directory {path} did not judge run {run_path}",
-                                 f"it judged {', '.join(i['path'] for i in info.values())}")
-        if info[found[0]].get("run_sha256") not in (None, sha):
-            warnings.append(f"run {run_path} changed after it was judged (run_sha256 differs)")
+            raise GlotbenchError(f"judge directory {path} did not judge run {run.path}",
+                                 f"it judged {', '.join(str(j.path) for j in judged.values())}")
+        if judged[found[0]].run_sha256 not in (None, run.sha256):
+            warnings.append(f"run {run.path} changed after it was judged (run_sha256 differs)")
         return found[0]
 
-    nb, nc = name(baseline, runs["baseline"]), name(candidate, runs["candidate"])
-    a = next((n for n, i in info.items() if Path(i["path"]) == Path(meta["config"]["run_a"])), None)
+    nb, nc = name(runs["baseline"]), name(runs["candidate"])
+    a = next((n for n, j in judged.items() if record.run_a is not None and j.path == record.run_a), None)
     if a not in (nb, nc) or nb == nc:
         raise GlotbenchError(f"judge directory {path} did not compare {nb} with {nc}",
                              "judge the two runs against each other: glotbench judge --a BASELINE --b CANDIDATE")
     pair = f"{nb}__vs__{nc}" if a == nb else f"{nc}__vs__{nb}"
     if not (path / "judgments" / pair).is_dir():
         raise GlotbenchError(f"judge directory {path} has no judgments/{pair}", "rerun glotbench judge")
-    return {"dir": path / "judgments" / pair, "candidate_side": "b" if a == nb else "a",
-            "names": {"baseline": nb, "candidate": nc}, "runs": info,
-            "info": {"pair": pair, "judge": meta["provenance"].get("judge", {}).get("spec"),
-                     "prompt_sha256": meta["provenance"].get("prompt", {}).get("sha256")}}
+    return _JudgePair(record, pair, "b" if a == nb else "a", {"baseline": nb, "candidate": nc})
 
 
-def _judge_same_data(judge: dict, task: str, langs: list[str], prov: dict) -> None:
-    for side, name in judge["names"].items():
-        judged = judge["runs"][name].get("tasks", {}).get(task, {}).get("languages", {})
+def _judge_same_data(judge: _JudgePair, task: str, langs: list[str], runs: dict[str, RunRecord]) -> None:
+    judged = judge.record.judged_runs()
+    for side, name in judge.names.items():
         for lang in langs:
-            sha = judged.get(lang, {}).get("data_sha256")
-            if sha is not None and sha != prov[side][task]["languages"][lang].get("data_sha256"):
+            sha = judged[name].data_sha256(task, lang)
+            if sha is not None and sha != runs[side].language_provenance(task, lang).data_sha256:
                 raise GlotbenchError(f"{task}/{lang}: the judgments were made on other data than the "
                                      f"{side} run (data_sha256 differs)", "judge the runs being gated")
 
 
-def _winrate_cell(judge: dict, task: str, lang: str, policy: Policy) -> _Cell:
+def _winrate_cell(judge: _JudgePair, task: str, lang: str, policy: Policy) -> _Cell:
     swap = {"a": "b", "b": "a", "ab": "ba", "ba": "ab"}
-    flip = judge["candidate_side"] == "b"  # Judgment's model A is the candidate here
-    with open(judge["dir"] / task / f"{lang}.jsonl", encoding="utf-8") as f:
-        recs = [json.loads(line) for line in f if line.strip()]
-    js = [Judgment(r["prompt_id"], lang, swap[r["order"]] if flip else r["order"],
+    flip = judge.candidate_side == "b"  # Judgment's model A is the candidate here
+    recs = judge.record.judgments(judge.pair, task, lang)
+    file = judge.record.judgments_file(judge.pair, task, lang)
+    bad = next((i for i, r in enumerate(recs, 1) if r.get("order") not in ORDERS
+                or r.get("outcome") not in OUTCOMES or r.get("prompt_id") is None), None)
+    if bad is not None:
+        raise DataError(f"{file} line {bad} is not a judgment (prompt_id, order ab|ba, outcome "
+                        "a|b|tie|invalid)", "rerun glotbench judge")
+    js = [Judgment(str(r["prompt_id"]), lang, swap[r["order"]] if flip else r["order"],
                    swap.get(r["outcome"], r["outcome"]) if flip else r["outcome"]) for r in recs]
-    counts = prompt_counts(by_prompt(js))
+    try:
+        counts = prompt_counts(by_prompt(js))
+    except ValueError as exc:  # two verdicts for one prompt and order
+        raise DataError(f"{file}: {exc}", "rerun glotbench judge") from None
     wins, ties, losses = (float(x) for x in counts.sum(axis=0))
     n = wins + ties + losses
     if n == 0:
         raise DataError(f"{task}/{lang}: no valid verdict among {len(js)} judgments", "rerun glotbench judge")
     rng = np.random.default_rng(_seed(policy.seed, task, WIN_RATE, lang))
+    # NaN where a resample drew only invalid verdicts; _family counts and names those.
     reps = bootstrap_rates(counts, rng, policy.resamples)[:, 1] - 0.5
-    kept = reps[~np.isnan(reps)]
-    return _Cell(len(counts), 0.5, (wins + 0.5 * ties) / n, reps, float(kept.std(ddof=1)),
-                 0.5 / math.sqrt(len(counts)),
+    kept = reps[np.isfinite(reps)]
+    return _Cell(len(counts), 0.5, (wins + 0.5 * ties) / n, reps,
+                 float(kept.std(ddof=1)) if len(kept) > 1 else 0.0, 0.5 / math.sqrt(len(counts)),
                  {"kind": "win_rate", "n_judgments": len(js), "invalid": len(js) - int(n),
                   "wins": int(wins), "ties": int(ties), "losses": int(losses)})
 
 
-def _family(cells: dict[str, _Cell], fixed: float | None, policy: Policy) -> dict:
+def _family(cells: dict[str, _Cell], fixed: float | None, policy: Policy, where: str,
+            warnings: list[str]) -> dict:
     """Margins, tests, BH across languages, pooled test and verdict of one task metric."""
     alpha, out, ses = policy.alpha, {}, []
     for lang, cell in cells.items():
@@ -390,9 +424,11 @@ def _family(cells: dict[str, _Cell], fixed: float | None, policy: Policy) -> dic
         margin, source = (fixed, "policy") if fixed is not None else (mde(se, alpha, policy.power), source)
         ses.append(se)
         t = delta_test(cell.candidate - cell.baseline, cell.replicates, margin, alpha)
+        _name_dropped(t, f"{where}/{lang}", warnings)
         out[lang] = {"n": cell.n, "baseline": cell.baseline, "candidate": cell.candidate, "delta": t.delta,
-                     "ci": list(t.ci), "se": se, "margin": margin, "margin_source": source,
-                     "p_noninferior": t.p_noninferior, "p_regression": t.p_regression, **cell.extra}
+                     "ci": None if t.ci is None else list(t.ci), "se": se, "margin": margin,
+                     "margin_source": source, "p_noninferior": t.p_noninferior, "p_regression": t.p_regression,
+                     "replicates": t.resamples, "replicates_dropped": t.dropped, **cell.extra}
     for key in ("p_noninferior", "p_regression"):
         for lang, p in zip(out, benjamini_hochberg([v[key] for v in out.values()])):
             out[lang][f"{key}_bh"] = p
@@ -400,18 +436,20 @@ def _family(cells: dict[str, _Cell], fixed: float | None, policy: Policy) -> dic
         v["verdict"] = ("regression" if v["p_regression_bh"] < alpha
                         else "pass" if v["p_noninferior_bh"] < alpha else "inconclusive")
     reps = np.stack([c.replicates for c in cells.values()])  # stratified: languages resampled apart
-    valid = ~np.isnan(reps)
+    valid = np.isfinite(reps)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled_reps = np.where(valid, reps, 0).sum(axis=0) / valid.sum(axis=0)
     se = math.sqrt(sum(s * s for s in ses)) / len(ses)
     margin = fixed if fixed is not None else mde(se, alpha, policy.power)
     t = delta_test(float(np.mean([v["delta"] for v in out.values()])), pooled_reps, margin, alpha)
+    _name_dropped(t, f"{where}/pooled", warnings)
     pooled = {"n": sum(c.n for c in cells.values()), "n_languages": len(cells),
               "baseline": float(np.mean([c.baseline for c in cells.values()])),
               "candidate": float(np.mean([c.candidate for c in cells.values()])),
-              "delta": t.delta, "ci": list(t.ci), "se": se, "margin": margin,
+              "delta": t.delta, "ci": None if t.ci is None else list(t.ci), "se": se, "margin": margin,
               "margin_source": "policy" if fixed is not None else "mde",
               "p_noninferior": t.p_noninferior, "p_regression": t.p_regression,
+              "replicates": t.resamples, "replicates_dropped": t.dropped,
               "verdict": "regression" if t.p_regression < alpha else "pass" if t.p_noninferior < alpha
               else "inconclusive"}
     if pooled["verdict"] == "regression" or any(v["verdict"] == "regression" for v in out.values()):
@@ -420,6 +458,17 @@ def _family(cells: dict[str, _Cell], fixed: float | None, policy: Policy) -> dic
         verdict = "pass" if pooled["verdict"] == "pass" else "inconclusive"
     kind = next(iter(cells.values())).extra["kind"]
     return {"kind": kind, "verdict": verdict, "pooled": pooled, "languages": out}
+
+
+def _name_dropped(t: DeltaTest, where: str, warnings: list[str]) -> None:
+    """Resamples left out of a test are said, never silent."""
+    total = t.resamples + t.dropped
+    if t.resamples == 0:
+        warnings.append(f"{where}: no finite bootstrap replicate among {total} resamples (none drew a valid "
+                        "verdict): both p-values 1, inconclusive")
+    elif t.dropped:
+        warnings.append(f"{where}: {t.dropped} of {total} bootstrap resamples had no finite Δ (no valid "
+                        "verdict drawn) and were left out of the test")
 
 
 def _policy_margins(policy: Policy, task: str, metrics: list[str]) -> dict[str, float | None]:
@@ -434,20 +483,7 @@ def _policy_margins(policy: Policy, task: str, metrics: list[str]) -> dict[str, 
     return {name: m.get(name) for name in metrics}
 
 
-def _run_info(path: Path, run: dict) -> dict:
-    model = run.get("provenance", {}).get("model", {}) or {}
-    return {"path": str(path), "created": run.get("created"), "model": model.get("name"),
-            "backend": model.get("backend"), "weights_sha256": model.get("weights_sha256"),
-            "run_sha256": json_sha256(run)}
-
-
-# ---------------------------------------------------------------------------- Markdown
-
-
-
-
-
-
-
-
-
+def _run_info(run: RunRecord) -> dict:
+    return {"path": str(run.path), "created": run.created, "model": run.model.get("name"),
+            "backend": run.model.get("backend"), "weights_sha256": run.model.get("weights_sha256"),
+            "run_sha256": run.sha256}

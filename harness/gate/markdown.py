@@ -4,17 +4,6 @@ for a CI comment."""
 from __future__ import annotations
 
 from glotbench.harness.gate.fixed import VERDICT_RANK
-from glotbench.harness.gate.paired_stats import (  # noqa: F401 - the gate's statistics, re-exported
-    DeltaTest,
-    benjamini_hochberg,
-    bootstrap_deltas,
-    chrf_corpus,
-    delta_test,
-    mcnemar_exact,
-    mde,
-    paired_bootstrap_delta,
-)
-from glotbench.harness.gate.policy import POLICY_FILE, Policy, load_policy  # noqa: F401 - re-exported
 
 _UNITS = {"accuracy": "values in %, Δ and margin in points", "win_rate": "win-rate (ties ½) in %, "
           "baseline 50 by definition; Δ and margin in points", "chrf": "chrF++ points", "mean": "raw scores"}
@@ -35,6 +24,7 @@ def format_markdown(result: dict) -> str:
              f"Candidate `{prov['candidate']['model']}` ({prov['candidate']['path']}) against baseline "
              f"`{prov['baseline']['model']}` ({prov['baseline']['path']}): {counts['pass']} task(s) pass, "
              f"{counts['regression']} regress, {counts['inconclusive']} inconclusive."]
+    lines += [f"\nNote: {n}" for n in result.get("notes", [])]
     level = round(100 * (1 - 2 * policy["alpha"]))
     for task, t in result["tasks"].items():
         for metric, f in t["metrics"].items():
@@ -61,9 +51,9 @@ def format_markdown(result: dict) -> str:
 
 def _row(lang: str, v: dict, bh: str, kind: str) -> str:
     p0 = v.get("p_mcnemar", v.get("p_sacrebleu"))
-    ci = ", ".join(_num(x, kind, sign=True) for x in v["ci"])
+    ci = "–" if v["ci"] is None else "[" + ", ".join(_num(x, kind, sign=True) for x in v["ci"]) + "]"
     return (f"| {lang} | {v['n']} | {_num(v['baseline'], kind)} | {_num(v['candidate'], kind)} | "
-            f"{_num(v['delta'], kind, sign=True)} | [{ci}] | {_num(v['margin'], kind)} ({v['margin_source']}) | "
+            f"{_num(v['delta'], kind, sign=True)} | {ci} | {_num(v['margin'], kind)} ({v['margin_source']}) | "
             f"{_p(v['p_noninferior' + bh])} | {_p(v['p_regression' + bh])} | {'–' if p0 is None else _p(p0)} | "
             f"{v['verdict']} |")
 

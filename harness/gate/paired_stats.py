@@ -23,17 +23,20 @@ class DeltaTest:
 
     delta: float
     """Point estimate of Δ = candidate − baseline."""
-    ci: tuple[float, float]
-    """Two-sided (1 − 2·alpha) percentile bootstrap interval of Δ."""
-    se: float
-    """Bootstrap standard deviation of Δ (ddof=1)."""
+    ci: tuple[float, float] | None
+    """Two-sided (1 − 2·alpha) percentile bootstrap interval of Δ; None without a finite replicate."""
+    se: float | None
+    """Bootstrap standard deviation of Δ (ddof=1; 0 with one finite replicate, None with none)."""
     margin: float
     alpha: float
     p_noninferior: float
-    """H0: Δ ≤ −margin; (1 + #{Δ* ≤ −margin}) / (B + 1)."""
+    """H0: Δ ≤ −margin; (1 + #{Δ* ≤ −margin}) / (B + 1) over the B finite replicates (1 when B = 0)."""
     p_regression: float
     """H0: Δ ≥ −margin; (1 + #{Δ* ≥ −margin}) / (B + 1)."""
     resamples: int
+    """B: the finite replicates the test rests on."""
+    dropped: int = 0
+    """Replicates left out because Δ* was not finite (a win-rate resample without a valid verdict)."""
 
 
 def mde(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -92,15 +95,19 @@ def bootstrap_deltas(baseline: np.ndarray, candidate: np.ndarray, seed: int | Se
 
 
 def delta_test(delta: float, replicates: np.ndarray, margin: float, alpha: float) -> DeltaTest:
-    """Non-inferiority and regression p-values and the CI from bootstrap replicates of Δ
-    (NaN replicates, e.g. resamples without a valid verdict, are left out)."""
+    """Non-inferiority and regression p-values and the CI from bootstrap replicates of Δ.
+    Non-finite replicates (resamples without a valid verdict) are left out and counted in
+    ``dropped``; with none finite, both p-values are 1 (no evidence either way) and the CI is
+    None, so a caller cannot mistake the result for a test."""
     r = np.asarray(replicates, dtype=float)
-    r = r[~np.isnan(r)]
-    b = len(r)
-    lo, hi = np.quantile(r, [alpha, 1 - alpha])
-    return DeltaTest(float(delta), (float(lo), float(hi)), float(r.std(ddof=1)) if b > 1 else 0.0,
-                     float(margin), alpha, float((1 + np.sum(r <= -margin)) / (b + 1)),
-                     float((1 + np.sum(r >= -margin)) / (b + 1)), b)
+    finite = r[np.isfinite(r)]
+    b, dropped = len(finite), len(r) - len(finite)
+    if b == 0:
+        return DeltaTest(float(delta), None, None, float(margin), alpha, 1.0, 1.0, 0, dropped)
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+    return DeltaTest(float(delta), (float(lo), float(hi)), float(finite.std(ddof=1)) if b > 1 else 0.0,
+                     float(margin), alpha, float((1 + np.sum(finite <= -margin)) / (b + 1)),
+                     float((1 + np.sum(finite >= -margin)) / (b + 1)), b, dropped)
 
 
 def paired_bootstrap_delta(baseline: Sequence[float] | np.ndarray, candidate: Sequence[float] | np.ndarray,
