@@ -9,6 +9,7 @@ import pytest
 
 from glotbench.harness.core.retry import (
     RateLimiter,
+    RetriesExhausted,
     RetryPolicy,
     is_transient,
     retry_after,
@@ -60,15 +61,26 @@ def test_transient_errors_are_retried_with_bounded_jittered_backoff():
     assert again == delays  # seeded jitter
 
 
-def test_permanent_errors_and_exhaustion_raise_the_last_error():
+def test_permanent_errors_propagate_as_themselves_and_exhaustion_is_its_own_type():
     fn, calls = flaky([HTTPError(400)])
     with pytest.raises(HTTPError, match="400"):
         run(retry_async(fn, RetryPolicy(attempts=5, base=0), sleep=_nosleep))
     assert len(calls) == 1
     fn, calls = flaky([HTTPError(500)] * 3)
-    with pytest.raises(HTTPError, match="500"):
+    with pytest.raises(RetriesExhausted, match=r"HTTPError: HTTP 500 \(after 3 tries\)") as info:
         run(retry_async(fn, RetryPolicy(attempts=3, base=0), sleep=_nosleep))
-    assert len(calls) == 3
+    assert len(calls) == 3 and info.value.attempts == 3
+    assert isinstance(info.value.last, HTTPError) and info.value.__cause__ is info.value.last
+    fn, calls = flaky([HTTPError(503)])  # a single try: a transient failure is still "exhausted"
+    with pytest.raises(RetriesExhausted):
+        run(retry_async(fn, RetryPolicy(attempts=1), sleep=_nosleep))
+
+
+def test_a_bug_is_never_retried_nor_wrapped():
+    fn, calls = flaky([ZeroDivisionError("bug"), TypeError("bug")])
+    with pytest.raises(ZeroDivisionError):
+        run(retry_async(fn, RetryPolicy(attempts=5, base=0), sleep=_nosleep))
+    assert len(calls) == 1
 
 
 def test_retry_after_is_honoured_up_to_the_cap():

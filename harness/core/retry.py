@@ -4,10 +4,13 @@ Calls to remote services (LLM judges, OpenAI-compatible servers) fail transientl
 limits (429), server errors (5xx), timeouts, dropped connections. :func:`retry_async` retries
 such failures with exponential backoff and full jitter (delay drawn uniformly from
 [0, min(cap, base * 2**attempt)]), honours a server's ``Retry-After`` when the error carries
-one, and re-raises the last error once the attempts are spent, so the caller records it —
-nothing is retried forever, nothing is swallowed. What counts as transient is the caller's
-``retryable`` predicate (:func:`is_transient` covers HTTP-status and timeout errors by shape,
-without importing any client library).
+one, and raises :class:`RetriesExhausted` (the last error attached) once the attempts are
+spent, so the caller records it — nothing is retried forever, nothing is swallowed. What
+counts as transient is the caller's ``retryable`` predicate (:func:`is_transient` covers
+HTTP-status and timeout errors by shape, without importing any client library); an error it
+does not accept propagates unchanged on the first try. So a caller can tell the two apart:
+``RetriesExhausted`` is a service failing (record it), anything else is not the service's
+transient failure (a refusal to classify, or a bug to show).
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ from typing import TypeVar
 
 T = TypeVar("T")
 TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class RetriesExhausted(Exception):
+    """A transient failure that persisted through every try of a :class:`RetryPolicy`."""
+
+    def __init__(self, last: BaseException, attempts: int):
+        self.last = last
+        """The error of the final try (also the ``__cause__``)."""
+        self.attempts = attempts
+        first = (str(last).splitlines() or [""])[0][:200]
+        super().__init__(f"{type(last).__name__}: {first} (after {attempts} tries)")
 
 
 @dataclass(frozen=True)
@@ -66,14 +80,19 @@ async def retry_async(fn: Callable[[], Awaitable[T]], policy: RetryPolicy = Retr
                       rng: random.Random | None = None,
                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                       on_retry: Callable[[int, BaseException, float], None] | None = None) -> T:
-    """``await fn()``, retrying transient failures per ``policy``; the last error is raised."""
+    """``await fn()``, retrying transient failures per ``policy``.
+
+    An error ``retryable`` rejects propagates as it is, at once; a retryable one still failing
+    at the last try is raised as :class:`RetriesExhausted` from it."""
     rng = rng or random.Random()
     for attempt in range(policy.attempts):
         try:
             return await fn()
-        except Exception as exc:
-            if attempt == policy.attempts - 1 or not retryable(exc):
+        except Exception as exc:  # every error is classified here; none is swallowed
+            if not retryable(exc):
                 raise
+            if attempt == policy.attempts - 1:
+                raise RetriesExhausted(exc, policy.attempts) from exc
             delay = rng.uniform(0, min(policy.cap, policy.base * 2 ** attempt))
             asked = retry_after(exc)
             if asked is not None:
