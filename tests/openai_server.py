@@ -43,6 +43,8 @@ from typing import Any, Literal
 Responder = Callable[[dict], str]
 Reply = tuple[int, dict, dict[str, str]]
 """(status, JSON payload, extra headers) of one response."""
+RawReply = Callable[[dict], "tuple[int, bytes] | None"]
+"""request JSON -> (status, raw body) sent as is, or None for the normal reply."""
 FaultKind = Literal["429", "500", "timeout", "malformed", "none"]
 
 VERDICT_CHOICES = ("Answer (A)", "Answer (B)", "TIE")
@@ -209,7 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> bool:
         """Write one JSON response; False when the client has already hung up."""
-        body = json.dumps(payload).encode("utf-8")
+        return self.send_body(status, json.dumps(payload).encode("utf-8"), headers)
+
+    def send_body(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> bool:
+        """Write one response with a JSON content type and any body; False when the client left."""
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -253,18 +258,23 @@ class OpenAIServer:
         model: str = "scripted-judge",
         host: str = "127.0.0.1",
         port: int = 0,
+        raw_reply: RawReply | None = None,
     ) -> None:
         """Configure the server; nothing listens until start(). `port=0` picks a free port.
 
         `latency` delays every 200 reply (normal or malformed); `rpm` limits accepted requests
         per sliding minute (over-limit ones get 429 before any fault is drawn); `api_key`, when
-        set, is required as `Authorization: Bearer <api_key>`; `model` is the only model served.
+        set, is required as `Authorization: Bearer <api_key>`; `model` is the only model served;
+        `raw_reply(request_json)`, when it returns (status, body), replaces the reply to an
+        accepted request with that body sent as is (a body that is not a chat completion, an
+        error of a shape no fault produces), counted under its status only.
         """
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
         if rpm is not None and rpm <= 0:
             raise ValueError(f"rpm must be positive or None, got {rpm}")
         self.responder: Responder = responder or default_verdict
+        self.raw_reply = raw_reply
         self.faults = faults
         self.latency = latency
         self.rpm = rpm
@@ -451,6 +461,12 @@ class OpenAIServer:
                 f"this server serves `{self.model}`."
             )
             return 404, _error_body(message, "invalid_request_error", "model_not_found"), {}
+
+        raw = self.raw_reply(request) if self.raw_reply is not None else None
+        if raw is not None:
+            self._count_status(raw[0])
+            handler.send_body(*raw)
+            return None
 
         wait = self._admit()
         if wait is not None:
