@@ -9,7 +9,7 @@ scenario with a fresh request cache, so every judgment is a request. Scenarios:
   wall time of ``execute`` as a ratio to L (goal >= 0.95), the server-observed rate; then the
   same with the server enforcing L itself (a sliding minute, 429 when over).
 - ``tpm``: client tpm T chosen so that tokens bind at ~1000 judgments/min (estimate per
-  request chars/4 + max_tokens 64, as the engine counts it); ratio to T / mean estimate.
+  request chars/4 + max_tokens 64, as the OpenAI-protocol client counts it); ratio to T / mean estimate.
 - ``faults``: 5 % 429, 5 % 500, 2 % timeouts (client timeout 1 s), 5 % malformed verdicts, no
   limit; retries by kind, and the per-language results compared with a fault-free run.
 - ``reference``: a naive sequential loop with the synchronous ``openai.OpenAI`` client (one
@@ -50,7 +50,7 @@ def judge(name: str, limit: str, cfg, meta, items, prompt, tmp: Path, *, latency
     with OpenAIServer(faults=Faults(**(faults or {})), latency=latency, rpm=server_rpm) as server:
         cfg = replace(cfg, base_url=server.base_url, output=str(tmp / name), cache_path=str(tmp / f"{name}.sqlite"))
         t0 = time.perf_counter()
-        path = execute(cfg, meta, items, prompt, progress=False)
+        path = execute(cfg, meta, items, prompt, progress=False, say=lambda line: None)
         wall = time.perf_counter() - t0
         stats = server.stats()
     out = json.loads((path / "judge.json").read_text())
@@ -111,6 +111,7 @@ def main() -> int:
 
     from glotbench.harness.judge.config import JudgeConfig
     from glotbench.harness.judge.pairing import plan
+    from glotbench.harness.models.openai_client import estimate_prompt_tokens
     from glotbench.harness.store.importers import import_answers
 
     started = time.perf_counter()
@@ -122,7 +123,7 @@ def main() -> int:
                            limit=max(1, args.judgments // 2), concurrency=32, max_tokens=64)
         meta, items, prompt = plan(base)
         messages = [i.messages for i in items if i.messages is not None]
-        estimates = [sum(len(m.content) for m in msgs) // 4 + base.max_tokens for msgs in messages]
+        estimates = [estimate_prompt_tokens(msgs) + base.max_tokens for msgs in messages]
         L = args.rpm
 
         def add(row: dict, ratio: float) -> dict:

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glotbench.harness.judge.summary import format_summary
 from glotbench.harness.judge.winrate import (
+    BradleyTerryError,
     Judgment,
     Match,
     bradley_terry,
@@ -239,11 +241,28 @@ def test_bradley_terry_resamples_prompts_together():
 def test_bradley_terry_ties_and_degenerate_data():
     ties = bradley_terry([("a", "b", "tie"), ("b", "c", "tie"), ("c", "a", "tie")], 0, 20)
     assert ties["scores"] == pytest.approx({"a": 0, "b": 0, "c": 0}, abs=1e-9)
-    with pytest.raises(ValueError, match="never won or tied"):
+    with pytest.raises(BradleyTerryError, match="never won or tied"):
         bradley_terry([("a", "b", "i"), ("a", "b", "i")], seed=0)
+    with pytest.raises(BradleyTerryError, match="no valid judgment"):
+        bradley_terry([], seed=0)
     with pytest.raises(ValueError, match="anchor"):
         bradley_terry([("a", "b", "i"), ("a", "b", "j")], seed=0, anchor="c")
     with pytest.raises(ValueError, match="two different models"):
         Match("a", "a", "i")
     with pytest.raises(ValueError, match="outcome"):
         Match("a", "b", "x")
+
+
+def test_the_judge_summary_shows_a_failed_bradley_terry_fit_and_unranked_models():
+    out = {"results": {}, "counts": {"judgments": 0},
+           "usage": {"retries": {}, "cost_usd": None, "requests_sent": 0, "from_cache": 0,
+                     "prompt_tokens": 0, "completion_tokens": 0},
+           "bradley_terry": {
+               "dolly": {"error": "no Bradley–Terry maximum: some set of models never won or tied"},
+               "m_arenahard": {"models": ["a", "b"], "anchor": "a", "scores": {"a": 0.0, "b": -35.2},
+                               "ci95": {"a": [0.0, 0.0], "b": [-60.0, -10.0]},
+                               "not_ranked": {"c": "no valid judgment"}}}}
+    lines = format_summary(out).splitlines()
+    assert "Bradley–Terry (dolly): no strengths — no Bradley–Terry maximum: some set of models never won or tied" in lines
+    assert "Bradley–Terry (m_arenahard, Elo scale, a = 0): a +0 [+0–+0], b -35 [-60–-10]" in lines
+    assert "  c: not ranked — no valid judgment" in lines

@@ -6,9 +6,7 @@ import argparse
 import sys
 
 from glotbench.harness.cli.common import names_list
-from glotbench.harness.cli.examples import (
-    JUDGE_EXAMPLES,
-)
+from glotbench.harness.cli.examples import JUDGE_EXAMPLES
 from glotbench.harness.core.errors import GlotbenchError
 
 
@@ -42,6 +40,12 @@ def register(sub) -> None:
     j.add_argument("--judge-price", default=None, metavar="IN,OUT",
                    help="USD per million input,output tokens for the cost estimate (default: list price "
                         "of known OpenAI models)")
+    j.add_argument("--yes", "-y", action="store_true",
+                   help="send the requests to a paid judge (the OpenAI API) without asking; needed when "
+                        "stdin is not a terminal (the estimated cost is printed first)")
+    j.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                   help="consent to spend up to USD (estimated) and stop once the requests sent would "
+                        "exceed it; finished judgments stay cached, so rerunning resumes")
     j.add_argument("--seed", type=int, default=1234, help="seed of the bootstrap CIs")
     j.add_argument("--output", default=None, help="output directory (default: results/judge-A-vs-B-<time>)")
     j.add_argument("--results-dir", default="results")
@@ -54,10 +58,10 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
-    from glotbench.harness.judge.clients import DEFAULT_JUDGE
-    from glotbench.harness.judge.config import JUDGE_FILE, JudgeConfig
+    from glotbench.harness.judge.config import DEFAULT_JUDGE, JUDGE_FILE, JudgeConfig
     from glotbench.harness.judge.execute import execute
     from glotbench.harness.judge.pairing import plan
+    from glotbench.harness.judge.spend import Spending
     from glotbench.harness.judge.summary import format_summary
     from glotbench.harness.store.rundir import read_json
 
@@ -77,15 +81,21 @@ def run(args) -> int:
         max_tokens=args.judge_max_tokens, concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm,
         timeout=args.timeout, attempts=args.attempts, parse_attempts=args.parse_attempts, price=price,
         seed=args.seed, output=args.output, results_dir=args.results_dir, device=args.device)
+    spending = Spending(yes=args.yes, max_cost=args.max_cost,
+                        interactive=sys.stdin is not None and sys.stdin.isatty())
     meta, items, prompt = plan(cfg)
-    path = execute(cfg, meta, items, prompt, progress=not args.no_progress)
+
+    def say(line: str) -> None:  # the estimate; stdout is judge.json's alone under --json
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    path = execute(cfg, meta, items, prompt, progress=not args.no_progress, spending=spending, say=say)
     out = read_json(path / JUDGE_FILE)
     print(json.dumps(out, indent=1, ensure_ascii=False) if args.json else format_summary(out))
     print(f"\njudgments written to {path}", file=sys.stderr if args.json else sys.stdout)
     errors = out["counts"].get("api_errors", 0)
     if errors:
-        print(f"glotbench: {errors} judgments failed after all retries (recorded as API errors, counted "
-              f"invalid); rerun the same command to retry only those", file=sys.stderr)
+        print(f"glotbench: {errors} judgments failed after all retries or got an unreadable reply (recorded "
+              f"as API errors, counted invalid); rerun the same command to retry only those", file=sys.stderr)
         return 1
     return 0
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from glotbench.harness.judge.clients import DEFAULT_JUDGE
 from glotbench.harness.judge.prompt import DEFAULT_PROMPT
 
 JUDGE_FILE = "judge.json"
+DEFAULT_JUDGE = "openai:gpt-4o-2024-08-06"
 
 
 @dataclass(frozen=True)

@@ -1,100 +1,105 @@
-"""The judge request engine: sends the judge requests of a plan, cache first, then bounded,
-rate-limited and retried.
+"""The judge request engine: the judge requests of a plan, cache first, verdicts parsed and
+re-asked, failures recorded.
 
-Judging. Requests go out concurrently (``concurrency`` in flight) under a requests/tokens
-per-minute limit (:class:`glotbench.harness.core.retry.RateLimiter`; a request's token cost is estimated as
-its characters / 4 plus ``max_tokens``, as providers count it). API failures are retried by
-:func:`glotbench.harness.core.retry.retry_async` (429, 5xx, timeouts: backoff with full jitter, Retry-After
-honoured); failures no retry fixes (bad key, unknown model, unreachable endpoint) stop the
-command with a one-line error. A reply whose verdict cannot be parsed is re-asked up to
-``parse_attempts`` times (not for a deterministic local judge, which would repeat itself) and
-then recorded as ``invalid``: never a tie, never dropped. A request still failing after its
-retries is recorded as an API error (outcome ``invalid``, counted apart) and the command
-exits 1; rerunning it sends only those again.
+Transport is the judge client's (:mod:`glotbench.harness.judge.judges`: the one
+OpenAI-protocol client, with its concurrency, rate limit, retries and error classification,
+or a local transformers judge); this module keeps what is judge-specific. A reply whose
+verdict cannot be parsed is re-asked up to ``parse_attempts`` times (not for a deterministic
+local judge, which would repeat itself) and then recorded as ``invalid``: never a tie, never
+dropped. An *API error* — a transient failure still failing after its retries
+(:class:`~glotbench.harness.core.retry.RetriesExhausted`) or a reply the service sent that
+cannot be read (:class:`~glotbench.harness.models.openai_client.UnreadableReply`) — is
+recorded on its judgment (outcome ``invalid``, counted apart) and the command exits 1;
+rerunning it sends only those again. A failure no retry fixes (bad key, unknown model,
+unreachable endpoint) stops the command with its one-line error; any other exception is a
+bug and propagates as it is, never recorded as an API error. Under ``--max-cost`` the client
+refuses requests past the budget: the requests in flight finish (and are cached), the rest
+are not sent, and the command stops with one line (:func:`glotbench.harness.judge.spend.stopped`).
 
 Cache. Every judge reply is committed to the SQLite request cache as it arrives, keyed by
 the judge's identity, the exact messages, the decoding settings and the attempt number, so
 a judging killed at any point (kill -9 included) resumes without paying again for finished
-judgments. Usage and estimated cost are reported for this invocation and for the replies
-reused from the cache.
+judgments, and :meth:`Engine.pending` knows before the first request what is left to send.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
-from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.records import ChatMessage
-from glotbench.harness.core.retry import RateLimiter, RetryPolicy, is_transient, retry_async
-from glotbench.harness.judge.clients import Reply
+from glotbench.harness.core.retry import RetriesExhausted
 from glotbench.harness.judge.config import JudgeConfig
 from glotbench.harness.judge.pairing import Item
 from glotbench.harness.judge.prompt import JudgePrompt
+from glotbench.harness.judge.spend import stopped
+from glotbench.harness.models.openai_client import BudgetExhausted, ChatReply, UnreadableReply
 from glotbench.harness.run.cache import RequestCache
+
+API_ERRORS = (RetriesExhausted, UnreadableReply)
+"""What a judgment records as an API error; every other exception propagates."""
 
 
 @dataclass
-class Usage:
-    calls: int = 0
-    """HTTP requests / generations sent by this invocation (retries included)."""
-    replies: int = 0
+class CacheUsage:
+    """Judge replies reused from the cache by this invocation."""
+
     from_cache: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
-    retries: Counter = field(default_factory=Counter)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------- judging
 class Engine:
-    """Sends the judge requests of a plan: cache first, then bounded, rate-limited, retried."""
+    """Sends the judge requests of a plan through a judge client, cache first."""
 
     def __init__(self, client, prompt: JudgePrompt, cache: RequestCache, cfg: JudgeConfig, bar=None):
         self.client, self.prompt, self.cache, self.cfg, self.bar = client, prompt, cache, cfg, bar
-        self.usage = Usage()
-        self.policy = RetryPolicy(attempts=cfg.attempts)
-        self.limiter = RateLimiter(cfg.rpm, cfg.tpm)
-        self.sem = asyncio.Semaphore(cfg.concurrency)
+        self.usage = CacheUsage()
 
     def key(self, messages: tuple[ChatMessage, ...], attempt: int) -> str:
         return json_sha256(["judge", [[m.role, m.content] for m in messages], self.cfg.temperature,
                             self.cfg.max_tokens, attempt])
 
+    def pending(self, items: Sequence[Item]) -> tuple[list[tuple[ChatMessage, ...]], int]:
+        """The requests a run of ``items`` will send first (one per judgment whose replies are not
+        all cached: the first uncached attempt), and the number of cached replies it will reuse.
+        Re-asks of verdicts not yet seen cannot be known in advance."""
+        judged = [item.messages for item in items if item.messages is not None]
+        first = self.cache.get_many(self.client.identity, [self.key(m, 0) for m in judged])
+        to_send, cached = [], 0
+        for messages in judged:
+            for attempt in range(self.cfg.parse_attempts):
+                key = self.key(messages, attempt)
+                hit = first.get(key) if attempt == 0 else self.cache.get_many(self.client.identity, [key]).get(key)
+                if hit is None:
+                    to_send.append(messages)
+                    break
+                cached += 1
+                if self.prompt.parse(hit["text"]) is not None or self.client.deterministic:
+                    break
+        return to_send, cached
+
     async def run(self, items: list[Item]) -> list[dict]:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.one(item)) for item in items]
-        except ExceptionGroup as eg:  # the first failure cancelled the rest; report it alone
-            user = eg.subgroup(lambda e: isinstance(e, GlotbenchError))
-            if user is None:
-                raise
-            first = user.exceptions[0]
+        except ExceptionGroup as eg:  # the first failure cancelled the rest: raise it as itself
+            first: BaseException = eg
             while isinstance(first, ExceptionGroup):
                 first = first.exceptions[0]
             raise first from None
         finally:
             await self.client.close()
-        return [t.result() for t in tasks]
+        records = [t.result() for t in tasks]
+        done = [r for r in records if r is not None]
+        if len(done) < len(records):
+            raise stopped(self.client, len(done), len(records))
+        return done
 
-    async def one(self, item: Item) -> dict:
+    async def one(self, item: Item) -> dict | None:
+        """The judgment of one item, or None when ``--max-cost`` stopped it before it finished."""
         rec = {"prompt_id": item.prompt_id, "order": item.order,
                "first": item.pair[0] if item.order == "ab" else item.pair[1]}
         if item.messages is None:
@@ -107,12 +112,12 @@ class Engine:
         tokens = [0, 0]
         for attempt in range(self.cfg.parse_attempts):
             try:
-                reply, cached = await self._reply(item.messages, attempt)
-            except GlotbenchError:
-                raise
-            except Exception as exc:  # retries spent, or a reply no retry could read: recorded, counted
-                error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                reply = await self._reply(item.messages, attempt)
+            except API_ERRORS as exc:  # recorded on the judgment and counted; the others go on
+                error = _error_text(exc)
                 break
+            except BudgetExhausted:
+                return None
             replies.append(reply.text)
             tokens[0] += reply.prompt_tokens
             tokens[1] += reply.completion_tokens
@@ -130,69 +135,25 @@ class Engine:
                 "position": verdict.position if verdict else None, "attempts": len(replies),
                 "replies": replies, "error": error, "prompt_tokens": tokens[0], "completion_tokens": tokens[1]}
 
-    async def _reply(self, messages: tuple[ChatMessage, ...], attempt: int) -> tuple[Reply, bool]:
+    async def _reply(self, messages: tuple[ChatMessage, ...], attempt: int) -> ChatReply:
         key = self.key(messages, attempt)
         hit = self.cache.get_many(self.client.identity, [key]).get(key)
         if hit is not None:
-            reply = Reply(**hit)
+            reply = ChatReply(**hit)
             self.usage.from_cache += 1
             self.usage.cached_prompt_tokens += reply.prompt_tokens
             self.usage.cached_completion_tokens += reply.completion_tokens
-            return reply, True
-        estimate = sum(len(m.content) for m in messages) // 4 + self.cfg.max_tokens
-
-        async def call() -> Reply:
-            async with self.sem:
-                await self.limiter.acquire(estimate)
-                self.usage.calls += 1
-                return await self.client.complete(messages)
-
-        def on_retry(n: int, exc: BaseException, delay: float) -> None:
-            self.usage.retries[_kind(exc)] += 1
-
-        try:
-            reply = await retry_async(call, self.policy, retryable=self._retryable, on_retry=on_retry)
-        except Exception as exc:
-            fatal = self.client.fatal(exc)
-            if fatal is not None:
-                raise fatal from None
-            raise
+            return reply
+        reply = await self.client.chat(messages, max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature)
         self.cache.put_many(self.client.identity, [(key, asdict(reply))])
-        self.usage.replies += 1
-        self.usage.prompt_tokens += reply.prompt_tokens
-        self.usage.completion_tokens += reply.completion_tokens
-        return reply, False
-
-    def _retryable(self, exc: BaseException) -> bool:
-        # An unreachable endpoint is retried too (a server restarting), then reported as fatal.
-        if type(exc).__name__ == "APIConnectionError":
-            return True
-        return is_transient(exc) and self.client.fatal(exc) is None
+        return reply
 
     def _tick(self) -> None:
         if self.bar is not None:
             self.bar.update(1)
 
 
-def _kind(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if "Timeout" in name:
-        return "timeout"
-    if "Connection" in name:
-        return "connection"
-    status = getattr(exc, "status_code", None)
-    return str(status) if status is not None else name
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+def _error_text(exc: BaseException) -> str:
+    """What a judgment records of its API error: the service's error type and first line."""
+    cause = exc.last if isinstance(exc, RetriesExhausted) else exc
+    return f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]}"

@@ -20,9 +20,13 @@ def format_summary(out: dict) -> str:
                          f"{_ci(m['win_rate_ci95']):>15} {_pct(m['win_rate_ties_half']):>7}")
             lines.append("")
     for task, bt in out.get("bradley_terry", {}).items():
-        if "scores" in bt:
-            lines.append(f"Bradley–Terry ({task}, Elo scale, {bt['anchor']} = 0): " + ", ".join(
-                f"{m} {bt['scores'][m]:+.0f} [{_ci(bt['ci95'][m], '{:+.0f}')}]" for m in bt["models"]))
+        if "scores" not in bt:  # a failed fit is shown with its reason, never left out
+            lines.append(f"Bradley–Terry ({task}): no strengths — {bt.get('error', 'no fit recorded')}")
+            continue
+        lines.append(f"Bradley–Terry ({task}, Elo scale, {bt['anchor']} = 0): " + ", ".join(
+            f"{m} {bt['scores'][m]:+.0f} [{_ci(bt['ci95'][m], '{:+.0f}')}]" for m in bt["models"]))
+        for model, reason in bt.get("not_ranked", {}).items():
+            lines.append(f"  {model}: not ranked — {reason}")
     c, u = out["counts"], out["usage"]
     lines.append(f"judgments: {c.get('judgments', 0)} ({c.get('invalid', 0)} invalid verdicts, "
                  f"{c.get('api_errors', 0)} API errors, {c.get('identical', 0)} identical answers, "

@@ -33,6 +33,10 @@ _CHUNK = 128
 """Bootstrap resamples drawn per block, bounding memory on pooled multilingual runs."""
 
 
+class BradleyTerryError(ValueError):
+    """The data admit no Bradley–Terry fit (no maximum of the likelihood, or no convergence)."""
+
+
 @dataclass(frozen=True)
 class Judgment:
     """One judge verdict on one prompt in one presentation order."""
@@ -185,9 +189,12 @@ def bradley_terry(matches: Sequence[Match | tuple], seed: int, resamples: int = 
     bootstrap resamples of prompts (matches sharing a ``prompt_id`` together; a match without
     one alone) with ``numpy.random.default_rng(seed)``; a resample in which the maximum
     likelihood does not exist (some set of models never won or tied against the rest) is
-    skipped and counted in ``resamples_skipped``. Raises if the full data have no maximum.
+    skipped and counted in ``resamples_skipped``. Raises :class:`BradleyTerryError` if the full
+    data have no maximum (or there are no matches at all).
     """
     ms = [m if isinstance(m, Match) else Match(*m) for m in matches]
+    if not ms:
+        raise BradleyTerryError("no valid judgment to fit")
     models = sorted({m.model_i for m in ms} | {m.model_j for m in ms})
     if anchor is not None and anchor not in models:
         raise ValueError(f"anchor {anchor!r} is not one of the models {models}")
@@ -205,7 +212,7 @@ def bradley_terry(matches: Sequence[Match | tuple], seed: int, resamples: int = 
         wins[g, b, a] += 1 - share
     point = _fit_mm(wins.sum(axis=0))
     if point is None:
-        raise ValueError("no Bradley–Terry maximum: some set of models never won or tied "
+        raise BradleyTerryError("no Bradley–Terry maximum: some set of models never won or tied "
                          f"against the others (models {models})")
     rng, draws, skipped = np.random.default_rng(seed), [], 0
     for weights in _resample_counts(len(keys), rng, resamples):
@@ -308,7 +315,7 @@ def _fit_mm(wins: np.ndarray, tol: float = 1e-10, max_iter: int = 100_000) -> np
         if np.max(np.abs(new - log_p)) < tol:
             return new
         log_p = new
-    raise RuntimeError(f"Bradley–Terry MM did not converge in {max_iter} iterations")
+    raise BradleyTerryError(f"Bradley–Terry MM did not converge in {max_iter} iterations")
 
 
 def _elo(log_p: np.ndarray, models: list[str], anchor: str | None) -> np.ndarray:

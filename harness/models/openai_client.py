@@ -1,0 +1,320 @@
+"""The one client for OpenAI-compatible chat endpoints: the OpenAI API itself, ``vllm serve``,
+or any server speaking the protocol. The pairwise judge uses it today; a served-model
+generation backend and API teachers in training are meant to use this same class.
+
+It owns everything between "send these messages" and "here is the reply":
+
+- the official ``openai.AsyncOpenAI`` client with its own retries off (``max_retries=0``), so
+  the project's one retry helper (:func:`glotbench.harness.core.retry.retry_async`) does them
+  and every retry is counted;
+- concurrency (requests in flight) and a requests/tokens-per-minute limiter
+  (:class:`glotbench.harness.core.retry.RateLimiter`);
+- what a failure means. A failure no retry fixes (bad key, unknown model, a refused request,
+  no quota left, an endpoint that stays unreachable) is a one-line :class:`GlotbenchError`
+  that stops the command. A transient failure (408/409/429/5xx, timeout, dropped connection)
+  that outlives its retries is :class:`RetriesExhausted`, and a reply the service sent that
+  cannot be read is :class:`UnreadableReply`: these two are the *API errors* a caller records
+  and counts. Anything else is a bug and propagates unchanged.
+- counting and estimation: requests sent (retries included), retries by kind, tokens; a
+  request's tokens are estimated as its characters / 4 plus ``max_tokens`` (how providers
+  count a request against a tokens-per-minute limit, and the most it can be billed for), its
+  cost from list prices (:data:`PRICES`); an optional budget (:meth:`OpenAIClient.limit_cost`)
+  refuses further requests once their estimated cost would exceed it (:class:`BudgetExhausted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.records import ChatMessage
+from glotbench.harness.core.retry import (
+    RateLimiter,
+    RetriesExhausted,
+    RetryPolicy,
+    is_transient,
+    retry_async,
+)
+
+OPENAI_URL = "https://api.openai.com/v1"
+"""The paid endpoint: a client without a ``base_url`` talks to it (and needs OPENAI_API_KEY)."""
+
+# USD per million tokens (input, output): OpenAI list prices (standard tier), for estimates
+# only; callers may pass their own price, and an unknown model has no cost estimate.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-2024-08-06": (2.50, 10.00),
+    "gpt-4o-2024-11-20": (2.50, 10.00),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-2024-05-13": (5.00, 15.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o-mini-2024-07-18": (0.15, 0.60),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-4-1106-preview": (10.00, 30.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+}
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One assistant reply and what it cost."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish: str | None = None
+
+
+class UnreadableReply(Exception):
+    """The service answered, but not with a chat completion that can be read (a body that is
+    not JSON, no choices, no message): an API error, never retried (a proxy that mangles one
+    reply usually mangles the next)."""
+
+
+class BudgetExhausted(Exception):
+    """A request was not sent: its estimated cost would take the requests sent past the budget."""
+
+
+@dataclass
+class Usage:
+    """What a client has sent and received."""
+
+    requests: int = 0
+    """HTTP requests sent (retries included)."""
+    replies: int = 0
+    """Replies read."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: Counter = field(default_factory=Counter)
+    """Retries by kind: the HTTP status ("429", "500", ...), "timeout" or "connection"."""
+    estimated_cost: float = 0.0
+    """Estimated USD of the requests let through (each counted once, retries not again)."""
+
+
+@dataclass(frozen=True)
+class Hints:
+    """How the caller's command line names what fixes an endpoint error (the client is shared,
+    the flags are not)."""
+
+    what: str = "the endpoint"
+    model: str = "the model name"
+    base_url: str = "the base URL"
+    max_tokens: str = "the token limit"
+    resume: str = ""
+    """Appended to the fix of an unreachable endpoint (e.g. that finished work is cached)."""
+    offline: str = ""
+    """Appended to the fix of a missing API key (e.g. an offline alternative)."""
+
+
+def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
+    """Input tokens of a request as estimated before sending it: characters / 4."""
+    return sum(len(m.content) for m in messages) // 4
+
+
+def cost_usd(price: tuple[float, float] | None, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """USD for the tokens at ``price`` (USD per million input, output tokens); None without a price."""
+    if price is None:
+        return None
+    return round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6, 6)
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of ``package`` (provenance), or None when it is not installed."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+class OpenAIClient:
+    """Chat completions from one model at one OpenAI-compatible endpoint."""
+
+    deterministic = False
+    """An API may answer a repeated request differently (sampling, batching, model updates)."""
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
+                 concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
+                 attempts: int = 6, price: tuple[float, float] | None = None, hints: Hints = Hints()):
+        try:
+            import openai
+        except ImportError:
+            raise GlotbenchError("the OpenAI-protocol client needs the 'openai' package",
+                                 "pip install openai") from None
+        self._openai = openai
+        self.model, self.hints = model, hints
+        self.base_url = (base_url or OPENAI_URL).rstrip("/")
+        self.paid = self.base_url == OPENAI_URL.rstrip("/")
+        """The OpenAI API bills every request; a server of your own (``base_url``) is assumed not to."""
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key and self.paid:
+            raise GlotbenchError(
+                f"openai:{model} at {self.base_url} needs an API key and OPENAI_API_KEY is not set",
+                f"export OPENAI_API_KEY=..., or pass {hints.base_url} URL for an OpenAI-compatible "
+                f"server{hints.offline}")
+        self.identity = f"openai|{model}|{self.base_url}"
+        """Who answers: the model at this endpoint (callers key their caches with it)."""
+        self.price = price if price is not None else PRICES.get(model)
+        """USD per million input / output tokens, or None when unknown."""
+        self.max_cost: float | None = None
+        self.usage = Usage()
+        self._client = openai.AsyncOpenAI(api_key=key or "EMPTY", base_url=self.base_url, max_retries=0,
+                                          timeout=timeout)
+        self._policy = RetryPolicy(attempts=attempts)
+        self._limiter = RateLimiter(rpm, tpm)
+        self._sem = asyncio.Semaphore(concurrency)
+        self._refusing = False
+
+    def describe(self) -> dict:
+        """Provenance of who answered."""
+        return {"backend": "openai", "model": self.model, "base_url": self.base_url,
+                "openai_client": package_version("openai")}
+
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        return cost_usd(self.price, prompt_tokens, completion_tokens)
+
+    def limit_cost(self, max_cost: float) -> None:
+        """Refuse (:class:`BudgetExhausted`) every request from the first one whose estimated
+        cost (input at characters / 4, output at ``max_tokens``) would take the requests let
+        through past ``max_cost`` USD."""
+        if self.price is None:
+            raise ValueError(f"a cost limit needs a price for {self.model}")
+        self.max_cost = max_cost
+
+    async def chat(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float) -> ChatReply:
+        """One chat completion: budget, concurrency, rate limit, retries. Raises
+        :class:`GlotbenchError` (fatal), :class:`RetriesExhausted` or :class:`UnreadableReply`
+        (API errors), :class:`BudgetExhausted` (not sent); anything else is a bug."""
+        prompt_estimate = estimate_prompt_tokens(messages)
+        self._reserve(prompt_estimate, max_tokens)
+        body = [{"role": m.role, "content": m.content} for m in messages]
+
+        async def call() -> ChatReply:
+            async with self._sem:
+                await self._limiter.acquire(prompt_estimate + max_tokens)
+                self.usage.requests += 1
+                try:
+                    response = await self._client.chat.completions.create(
+                        model=self.model, messages=body, temperature=temperature, max_tokens=max_tokens)
+                except (json.JSONDecodeError, self._openai.APIResponseValidationError) as exc:
+                    # The request went out and a 2xx came back whose body is not a completion
+                    # (the client decodes the body inside create(); nothing else there parses JSON).
+                    raise UnreadableReply(f"the reply is not a chat completion ({_first_line(exc)})") from exc
+            return _read(response)
+
+        try:
+            reply = await retry_async(call, self._policy, retryable=self._retryable, on_retry=self._count_retry)
+        except RetriesExhausted as exc:
+            # An endpoint still unreachable after every retry stops the command (the next
+            # request would fail the same way); a timeout (a subclass) is this request's failure.
+            if type(exc.last) is self._openai.APIConnectionError:
+                raise self._unreachable(exc.last) from None
+            raise
+        except self._openai.APIStatusError as exc:  # not retryable: the service refused the request
+            raise self._refused(exc) from None
+        self.usage.replies += 1
+        self.usage.prompt_tokens += reply.prompt_tokens
+        self.usage.completion_tokens += reply.completion_tokens
+        return reply
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # ------------------------------------------------------------------------ internals
+    def _reserve(self, prompt_tokens: int, max_tokens: int) -> None:
+        cost = self.estimate_cost(prompt_tokens, max_tokens)
+        if cost is None:
+            return
+        if self.max_cost is not None and (self._refusing or self.usage.estimated_cost + cost > self.max_cost):
+            self._refusing = True  # later, smaller requests are refused too: the stop is one point in time
+            raise BudgetExhausted(f"estimated ${self.usage.estimated_cost + cost:.4f} > ${self.max_cost:g}")
+        self.usage.estimated_cost += cost
+
+    def _retryable(self, exc: BaseException) -> bool:
+        # A 429 for an exhausted quota is not a rate limit: no wait makes it pass.
+        return is_transient(exc) and _code(exc) != "insufficient_quota"
+
+    def _count_retry(self, attempt: int, exc: BaseException, delay: float) -> None:
+        self.usage.retries[_kind(exc)] += 1
+
+    def _refused(self, exc: Any) -> GlotbenchError:
+        """The one-line error for a request the service refused (no retry can change it)."""
+        status, detail, h = exc.status_code, _message(exc), self.hints
+        where = f"{h.what} {self.base_url}"
+        if status == 401:
+            return GlotbenchError(f"{where} rejected the API key (401: {detail})",
+                                  "set OPENAI_API_KEY to a valid key for this endpoint")
+        if status == 403:
+            return GlotbenchError(f"{where} refused access (403: {detail})",
+                                  f"check the key's permissions for model {self.model}")
+        if status == 404:
+            return GlotbenchError(f"{where} has no model {self.model!r} (404: {detail})",
+                                  f"check the model of {h.model} (an OpenAI-compatible server lists its "
+                                  "models at /v1/models)")
+        if _code(exc) == "insufficient_quota":
+            return GlotbenchError(f"{where} reports no quota left ({status}: {detail})",
+                                  "add credit to the account of OPENAI_API_KEY")
+        if status in (400, 422):
+            return GlotbenchError(f"{where} refused the request ({status}: {detail})",
+                                  f"check {h.max_tokens} and the model of {h.model}")
+        return GlotbenchError(f"{where} refused the request ({status}: {detail})",
+                              "this status is not transient, so it was not retried; check the endpoint")
+
+    def _unreachable(self, exc: BaseException) -> GlotbenchError:
+        return GlotbenchError(f"cannot reach {self.hints.what} {self.base_url} ({_message(exc)})",
+                              f"start the server or check {self.hints.base_url}{self.hints.resume}")
+
+
+def _read(response: Any) -> ChatReply:
+    """The reply's text and usage; :class:`UnreadableReply` when it has no readable message.
+
+    The openai client builds its response objects without validation, so a 200 with a body
+    of another shape arrives here with fields of any type (or none)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise UnreadableReply("the reply has no choices")
+    message = getattr(choices[0], "message", None)
+    if message is None:
+        raise UnreadableReply("the reply's first choice has no message")
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):
+        raise UnreadableReply(f"the reply's content is a {type(content).__name__}, not text")
+    usage = getattr(response, "usage", None)
+    tokens = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
+    finish = getattr(choices[0], "finish_reason", None)
+    return ChatReply(content or "", *(t if isinstance(t, int) else 0 for t in tokens),
+                     finish if isinstance(finish, str) else None)
+
+
+def _kind(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "timeout"
+    if "Connection" in name:
+        return "connection"
+    status = getattr(exc, "status_code", None)
+    return str(status) if status is not None else name
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) else None
+
+
+def _message(exc: BaseException) -> str:
+    body: Any = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:200]
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
