@@ -128,7 +128,8 @@ def stopped(client, done: int, total: int) -> CostLimitReached:
     return CostLimitReached(
         f"stopped at --max-cost ${client.max_cost:g} (est. {sent} sent): {done} of {total} judgments "
         "finished, their replies cached",
-        f"rerun the same command (with a higher --max-cost, or --yes) to judge the other {total - done}")
+        f"rerun the same command to judge the other {total - done} (cached replies cost nothing; a higher "
+        "--max-cost, or --yes instead, finishes in one go)")
 
 
 def _ask(question: str) -> str:
