@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.records import ChatMessage
 from glotbench.harness.judge.config import JudgeConfig
 from glotbench.harness.judge.prompt import JudgePrompt, load_prompt
-from glotbench.harness.store.rundir import read_run, read_samples
+from glotbench.harness.store.schema import RunRecord
 from glotbench.harness.taskapi.registry import get_task
 
 
@@ -50,7 +49,8 @@ def plan(cfg: JudgeConfig) -> tuple[dict, list[Item], JudgePrompt]:
     paths = [Path(cfg.run_a), *map(Path, cfg.runs_b)]
     if len({p.resolve() for p in paths}) < len(paths):
         raise GlotbenchError("the same run is named twice among --a and --b", "compare different runs")
-    runs = {p: _completions(p) for p in paths}
+    records = {p: RunRecord.read(p) for p in paths}
+    runs = {p: _completions(records[p]) for p in paths}
     names = _names(paths)
     a = paths[0]
     items: list[Item] = []
@@ -64,29 +64,20 @@ def plan(cfg: JudgeConfig) -> tuple[dict, list[Item], JudgePrompt]:
             items += _items((names[a], names[b]), task, lang, runs[a][task][lang], runs[b][task][lang],
                             prompt, cfg.limit)
     meta = {"names": {names[p]: str(p) for p in paths}, "units": units,
-            "runs": {names[p]: _run_info(p) for p in paths}}
+            "runs": {names[p]: _run_info(records[p]) for p in paths}}
     return meta, items, prompt
 
 
-def _completions(path: Path) -> dict[str, dict[str, list[dict]]]:
-    """task → lang → records of a run's judged (open-ended) tasks."""
-    run = read_run(path)
+def _completions(run: RunRecord) -> dict[str, dict[str, list[dict]]]:
+    """task → lang → records of a run's open-ended tasks (the one definition, in the schema)."""
     out: dict[str, dict[str, list[dict]]] = {}
-    for task, prov in run["provenance"]["tasks"].items():
-        try:
-            judged = get_task(task).judged
-        except GlotbenchError:
+    for task in run.tasks():
+        if not run.open_ended(task):
             continue
-        if not judged:
-            continue
-        for lang in prov["languages"]:
-            try:
-                records = read_samples(path, task, lang)
-            except OSError:
-                raise GlotbenchError(f"run {path} lacks its samples of {task}/{lang}",
-                                     "the run directory is incomplete; regenerate it with glotbench run") from None
+        for lang in run.languages(task):
+            records = run.samples(task, lang)
             if any("prompt_id" not in r or "instruction" not in r for r in records):
-                raise GlotbenchError(f"run {path} ({task}/{lang}) has no prompt ids in its records",
+                raise GlotbenchError(f"run {run.path} ({task}/{lang}) has no prompt ids in its records",
                                      "regenerate it with this version of glotbench run")
             out.setdefault(task, {})[lang] = records
     return out
@@ -151,18 +142,10 @@ def _items(pair: tuple[str, str], task: str, lang: str, recs_a: list[dict], recs
     return items
 
 
-def _run_info(path: Path) -> dict:
-    run = read_run(path)
-    prov = run["provenance"]
-    return {"path": str(path), "created": run.get("created"), "model": prov.get("model"),
-            "run_sha256": json_sha256(run),
+def _run_info(run: RunRecord) -> dict:
+    return {"path": str(run.path), "created": run.created, "model": run.provenance.get("model"),
+            "run_sha256": run.sha256,
             "tasks": {t: {"version": p.get("version"), "prompting": p.get("prompting"),
                           "languages": {lang: {k: v.get(k) for k in ("data_sha256", "prompt_sha256")}
                                         for lang, v in p["languages"].items()}}
-                      for t, p in prov["tasks"].items() if t in _judged_names()}}
-
-
-def _judged_names() -> set[str]:
-    from glotbench import tasks as catalogue
-
-    return {n for n in catalogue.REGISTRY if get_task(n).judged}
+                      for t, p in run.provenance["tasks"].items() if run.open_ended(t)}}
