@@ -8,6 +8,10 @@ screenshots of the rendered page.
 
 from __future__ import annotations
 
+import csv
+import html
+import io
+import json
 import os
 import re
 import shutil
@@ -20,9 +24,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_figures import A_0613, A_35, example_judge, multilingual_judge
+from test_tables import ALPHA, BETA, GAMMA
 
+from glotbench.harness.cli.main import main
 from glotbench.harness.report.figures import MISSING
 from glotbench.harness.report.html import build_report, format_value, write_report
+from glotbench.harness.report.tables import summary_frame
+from glotbench.harness.store.schema import JudgeRecord, RunRecord
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -51,30 +59,33 @@ def per_language() -> dict[str, pd.DataFrame]:
     }
 
 
-def run(name: str, sha: str | None) -> dict:
-    """A run's provenance, shaped like run.json's (trimmed)."""
-    return {
-        "name": name, "path": f"results/{name}", "created": "2026-11-23T15:20:00+00:00",
+def run(name: str, sha: str | None, directory: str | None = None) -> RunRecord:
+    """A run as the report reads it: run.json (trimmed) behind :class:`RunRecord`."""
+    cell = {"acc": 0.7, "n": 500, "stderr": 0.02, "ci95": [0.66, 0.74]}
+    return RunRecord(Path("results") / (directory or name), {
+        "format": "glotbench-run/1", "created": "2026-11-23T15:20:00+00:00",
         "config": {"tasks": ["xcopa", "flores"], "model": name, "seed": 1234,
                    "base_url": "https://api.example.com/v1"},
+        "results": {"xcopa": {"et": cell, "ht": cell}}, "averages": {},
         "provenance": {
             "glotbench_version": "0.1.0", "seed": 1234, "device": "cpu",
             "model": {"backend": "hf", "name": name, "dtype": "float32", "weights_sha256": sha},
-            "tasks": {"xcopa": {"version": "1.0", "languages": {
+            "tasks": {"xcopa": {"version": "1.0", "metrics": ["acc"], "languages": {
                 "et": {"data_source": "bundled:xcopa/et/test.et.jsonl", "data_sha256": "0397204d",
                        "prompt_sha256": "57e0a4f7", "n_available": 500},
                 "ht": {"data_source": "hub:cambridgeltl/xcopa@ht", "data_sha256": "9f1c2e77",
                        "prompt_sha256": "11aa22bb", "n_available": 500}}}},
         },
-    }
+    })
 
 
-def runs() -> list[dict]:
-    return [run(MODELS[0], SHA), run(MODELS[1], None), run(MODELS[2], "ab" * 32)]
+def runs() -> list[RunRecord]:
+    # the third model's name is markup; its directory name is plain (a "/" cannot be in one)
+    return [run(MODELS[0], SHA), run(MODELS[1], None), run(MODELS[2], "ab" * 32, directory="zeta")]
 
 
-def judges() -> list[dict]:
-    return [multilingual_judge()]
+def judges() -> list[JudgeRecord]:
+    return [JudgeRecord(Path("results/judge-3"), multilingual_judge())]
 
 
 def report() -> str:
@@ -117,6 +128,54 @@ def test_write_report_is_atomic(tmp_path, monkeypatch):
         write_report("<p>three</p>", path)
     assert path.read_text() == "<p>two</p>"
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temporary left
+
+
+def store_report(tmp_path: Path, paths: list[Path]) -> str:
+    out = tmp_path / "report.html"
+    assert main(["report", *map(str, paths), "-o", str(out)]) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def test_partial_means_and_table_notes_are_on_the_page(tmp_path):
+    """Beta's Discriminative is a two-task mean: shown with its mark, sorted by its value;
+    the languages an average leaves out and the runs' differences are listed as notes."""
+    page = store_report(tmp_path, [ALPHA, BETA, GAMMA])
+    assert ('<td class="num" data-value="65.83333333333333">65.8 <span class="mark">(2/3: no XStoryCloze)'
+            "</span></td>") in page
+    notes = page.split('<ul class="notes" id="leaderboard-notes">', 1)[1].split("</ul>", 1)[0]
+    assert "<li>Note: xcopa qu: missing from the Discriminative average of alpha, gamma (scored by beta).</li>" in notes
+    assert "<li>Note: xcopa et: the runs scored different data (data_sha256 differs).</li>" in notes
+    assert "Discriminative of beta: the mean over 2 of the 3 tasks (no xstorycloze)" in notes
+    # the drill-down carries its own table's differences
+    assert '<ul class="notes" id="lang-0-notes"><li>Note: xcopa et: the runs scored different data' in page
+
+
+def test_a_drill_down_that_cannot_be_built_is_a_note(tmp_path):
+    broken = tmp_path / "alpha"
+    shutil.copytree(ALPHA, broken)
+    data = json.loads((broken / "run.json").read_text())
+    data["provenance"]["tasks"]["mgsm"]["metrics"] = []  # an edited or damaged provenance
+    (broken / "run.json").write_text(json.dumps(data))
+    page = store_report(tmp_path, [broken])
+    notes = page.split('<ul class="notes" id="language-notes">', 1)[1].split("</ul>", 1)[0]
+    assert notes == ("<li>Note: no per-language table for mgsm: the runs list no metric for task &#x27;mgsm&#x27; "
+                     "in their provenance.</li>")
+    assert 'id="task-0-xcopa-acc"' in page and "mgsm ·" not in page
+
+
+def test_a_failed_bradley_terry_fit_is_shown(tmp_path):
+    judge = multilingual_judge()
+    judge["bradley_terry"]["m_arenahard"] = {"error": "no valid judgment of gpt-4-0314 (model A, the anchor)"}
+    page = build_report(pd.DataFrame(), {}, [], [JudgeRecord(tmp_path, judge)])
+    assert ('<p class="warning" id="bt-0-m_arenahard">Bradley–Terry (m_arenahard): no strengths — no valid '
+            "judgment of gpt-4-0314 (model A, the anchor)</p>") in page
+    judge["bradley_terry"]["m_arenahard"] = {}
+    assert "no strengths — the judge file records no fit and no reason" in build_report(
+        pd.DataFrame(), {}, [], [JudgeRecord(tmp_path, judge)])
+    ranked = example_judge()
+    ranked["bradley_terry"]["m_arenahard"]["not_ranked"] = {"gpt-5": "no valid judgment"}
+    assert "<li>gpt-5: not ranked — no valid judgment</li>" in build_report(
+        pd.DataFrame(), {}, [], [JudgeRecord(tmp_path, ranked)])
 
 
 def install_chromium() -> float | None:
@@ -277,3 +336,91 @@ def test_console_check_catches_a_fetch_and_a_script_error(browser, tmp_path):
     errors = "\n".join(severe(browser))
     assert "Content Security Policy" in errors and "example.invalid" in errors, errors
     assert "undefinedFunction" in errors, errors
+
+
+# ---- end to end: glotbench run → table / report → Chromium ----------------------------------
+
+@pytest.fixture(scope="module")
+def real_store(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """Directories the CLI itself wrote from real bundled data with the tiny random Llama:
+    two scored runs (the second on fewer languages), m-ArenaHard completions, two sets of
+    imported answers to the same prompts, and a real local judge (the same tiny model,
+    whose replies are no verdict) over the three."""
+    root = tmp_path_factory.mktemp("store")
+    dirs = {name: root / name for name in ("full", "fewer", "generated", "answers-1", "answers-2", "judge")}
+    common = ["--model", f"hf:{tiny_model_dir}", "--limit", "3", "--max-new-tokens", "8", "--no-progress",
+              "--device", "cpu"]
+    scored = ["run", "--tasks", "xcopa,xwinograd,flores", *common]
+    assert main([*scored, "--langs", "tr,zh,en", "--output", str(dirs["full"])]) == 0
+    assert main([*scored, "--langs", "tr,en", "--output", str(dirs["fewer"])]) == 0
+    assert main(["run", "--tasks", "m_arenahard", "--langs", "en", *common, "--output", str(dirs["generated"])]) == 0
+    prompts = [r["prompt_id"] for r in RunRecord.read(dirs["generated"]).samples("m_arenahard", "en")]
+    for k in (1, 2):  # answers unlike the tiny model's (blank) ones, so none is "identical"
+        answers = root / f"answers-{k}.jsonl"
+        answers.write_text("".join(json.dumps({"prompt_id": p, "response": f"Answer {k} to prompt {i}."}) + "\n"
+                                   for i, p in enumerate(prompts)))
+        assert main(["import-answers", str(answers), "--model-name", f"writer-{k}", "--limit", "3",
+                     "--output", str(dirs[f"answers-{k}"])]) == 0
+    assert main(["judge", "--a", str(dirs["generated"]), "--b", str(dirs["answers-1"]), str(dirs["answers-2"]),
+                 "--judge", f"hf:{tiny_model_dir}", "--judge-max-tokens", "8", "--parse-attempts", "1",
+                 "--output", str(dirs["judge"]), "--no-progress", "--device", "cpu"]) == 0
+    return dirs
+
+
+def leaderboard_text(frame: pd.DataFrame, label: str, column: str) -> str:
+    mark = frame.attrs["marks"].get(column, {}).get(label)
+    return format_value(frame.at[label, column]) + (f" ({mark})" if mark else "")
+
+
+def test_table_on_real_runs(real_store, capsys):
+    full, fewer = RunRecord.read(real_store["full"]), RunRecord.read(real_store["fewer"])
+    assert full.languages("xcopa") == ["tr", "zh"] and fewer.languages("xcopa") == ["tr"]
+    assert main(["table", str(real_store["full"]), str(real_store["fewer"])]) == 0
+    text = capsys.readouterr().out
+    disc = 100 * (full.averages("xcopa")["macro"] + full.averages("xwinograd")["macro"]) / 2
+    row = next(line for line in text.splitlines() if line.startswith("| full |"))
+    assert row.split(" | ")[1].strip("*") in (f"{disc:.1f} (2/3: no XStoryCloze)", f"{disc:.1f}** (2/3: no XStoryCloze)")
+    assert "Note: xcopa zh: missing from the Discriminative average of fewer (scored by full)." in text
+    assert "Note: xwinograd zh: missing from the Discriminative average of fewer (scored by full)." in text
+    assert ("Note: flores zho_Hans-eng_Latn, zho_Hant-eng_Latn, eng_Latn-zho_Hans, eng_Latn-zho_Hant: missing "
+            "from the Translation chrF++ average of fewer (scored by full).") in text
+    assert main(["table", str(real_store["full"]), str(real_store["fewer"]), "--strict", "--format", "csv",
+                 "--by-language"]) == 0
+    summary, long = capsys.readouterr().out.rstrip("\n").split("\n\n")
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(summary))}
+    assert rows["full"]["Discriminative"] == rows["full"]["Discriminative tasks"] == ""
+    assert float(rows["full"]["Translation chrF++"]) == pytest.approx(full.averages("flores")["macro"])
+    assert {(r["task"], r["language"]) for r in csv.DictReader(io.StringIO(long))} >= {("xcopa", "zh"), ("flores", "tur_Latn-eng_Latn")}
+
+
+def test_report_on_real_runs(real_store, tmp_path):
+    judge = JudgeRecord.read(real_store["judge"])
+    bt = judge.data["bradley_terry"]["m_arenahard"]
+    assert "error" in bt, f"the tiny random judge gave parseable verdicts ({bt}): this test needs a failed fit"
+    out, figures = tmp_path / "report.html", tmp_path / "figures"
+    assert main(["report", *(str(p) for p in real_store.values()), "-o", str(out), "--figures", str(figures)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert len(re.findall(r'<details class="run"', page)) == 5  # every run, the open-ended ones too
+    assert f"Bradley–Terry (m_arenahard): no strengths — {html.escape(bt['error'])}" in page
+    assert "(2/3: no XStoryCloze)</span>" in page and "xcopa zh: missing from the Discriminative average of fewer" in page
+    assert {p.name for p in figures.iterdir()} >= {"heatmap-xcopa-acc.png", "judge0-m_arenahard-bars.svg"}
+
+
+def test_real_report_in_chromium(real_store, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "report.html"
+    assert main(["report", *(str(p) for p in real_store.values()), "-o", str(out)]) == 0
+    browser.get(out.as_uri())
+    assert severe(browser) == []
+    images = browser.execute_script("return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0);")
+    assert images and all(images)
+    frame = summary_frame([real_store["full"], real_store["fewer"]])
+    assert cells(browser, "#leaderboard") == [[label, *(leaderboard_text(frame, label, c) for c in frame.columns)]
+                                              for label in frame.index]
+    notes = browser.find_element(By.ID, "leaderboard-notes").text
+    assert "xwinograd zh: missing from the Discriminative average of fewer (scored by full)" in notes
+    judges = browser.find_element(By.ID, "judges").text
+    assert "Bradley–Terry (m_arenahard): no strengths —" in judges and "generated vs answers-2" in judges
+    header(browser, "#leaderboard", "Discriminative").click()
+    assert severe(browser) == []

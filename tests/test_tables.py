@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from glotbench.harness.cli.main import main
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.report.tables import (
     COLUMNS,
@@ -28,7 +29,36 @@ STORE = Path(__file__).resolve().parent / "fixtures" / "store"
 ALPHA, BETA, GAMMA, IMPORTED = (STORE / n for n in ("alpha", "beta", "gamma", "imported"))
 RUNS = [ALPHA, BETA, GAMMA]
 
+# The default summary: beta lacks XStoryCloze, so its Discriminative value is the mean of
+# XCOPA and XWinograd, marked, and not compared with alpha's and gamma's three-task means.
 SUMMARY_MD = """\
+| Model | Discriminative | Global-MMLU | MGSM | Translation chrF++ | Translation xCOMET |
+|:---|---:|---:|---:|---:|---:|
+| alpha | **68.3** | 53.0 | 30.0 | 52.5 | 75.0 |
+| beta | 65.8 (2/3: no XStoryCloze) | 56.0 | **40.0** | **53.0** | – |
+| gamma | 66.3 | **58.0** | – | **53.0** | **78.0** |
+"""
+
+SUMMARY_LATEX = r"""\begin{tabular}{lrrrrr}
+\toprule
+Model & Discriminative & Global-MMLU & MGSM & Translation chrF++ & Translation xCOMET \\
+\midrule
+alpha & \textbf{68.3} & 53.0 & 30.0 & 52.5 & 75.0 \\
+beta & 65.8 (2/3: no XStoryCloze) & 56.0 & \textbf{40.0} & \textbf{53.0} & -- \\
+gamma & 66.3 & \textbf{58.0} & -- & \textbf{53.0} & \textbf{78.0} \\
+\bottomrule
+\end{tabular}
+"""
+
+SUMMARY_CSV = """\
+model,Discriminative,Discriminative tasks,Global-MMLU,MGSM,Translation chrF++,Translation xCOMET
+alpha,68.333333,xcopa+xstorycloze+xwinograd,53.0,30.0,52.5,75.0
+beta,65.833333,xcopa+xwinograd,56.0,40.0,53.0,
+gamma,66.333333,xcopa+xstorycloze+xwinograd,58.0,,53.0,78.0
+"""
+
+# --strict: the three-task mean only (the tables before partial means, plus the tasks column).
+STRICT_MD = """\
 | Model | Discriminative | Global-MMLU | MGSM | Translation chrF++ | Translation xCOMET |
 |:---|---:|---:|---:|---:|---:|
 | alpha | **68.3** | 53.0 | 30.0 | 52.5 | 75.0 |
@@ -36,7 +66,7 @@ SUMMARY_MD = """\
 | gamma | 66.3 | **58.0** | – | **53.0** | **78.0** |
 """
 
-SUMMARY_LATEX = r"""\begin{tabular}{lrrrrr}
+STRICT_LATEX = r"""\begin{tabular}{lrrrrr}
 \toprule
 Model & Discriminative & Global-MMLU & MGSM & Translation chrF++ & Translation xCOMET \\
 \midrule
@@ -47,11 +77,11 @@ gamma & 66.3 & \textbf{58.0} & -- & \textbf{53.0} & \textbf{78.0} \\
 \end{tabular}
 """
 
-SUMMARY_CSV = """\
-model,Discriminative,Global-MMLU,MGSM,Translation chrF++,Translation xCOMET
-alpha,68.333333,53.0,30.0,52.5,75.0
-beta,,56.0,40.0,53.0,
-gamma,66.333333,58.0,,53.0,78.0
+STRICT_CSV = """\
+model,Discriminative,Discriminative tasks,Global-MMLU,MGSM,Translation chrF++,Translation xCOMET
+alpha,68.333333,xcopa+xstorycloze+xwinograd,53.0,30.0,52.5,75.0
+beta,,,56.0,40.0,53.0,
+gamma,66.333333,xcopa+xstorycloze+xwinograd,58.0,,53.0,78.0
 """
 
 XCOPA_MD = """\
@@ -94,8 +124,8 @@ TEXT_MD = """\
 | alpha | **68.3** | 53.0 | 30.0 | 52.5 | 75.0 |
 | gamma | 66.3 | **58.0** | – | **53.0** | **78.0** |
 
-Discriminative = mean of the XCOPA, XStoryCloze and XWinograd macro accuracies (missing unless \
-all three ran); Global-MMLU = CS/CA-balanced accuracy where available; accuracy and xCOMET ×100, \
+Discriminative = mean of the XCOPA, XStoryCloze and XWinograd macro accuracies; a mean over fewer \
+is marked with what it lacks and never marked best against a full one (--strict leaves it out); Global-MMLU = CS/CA-balanced accuracy where available; accuracy and xCOMET ×100, \
 chrF++ 0–100; – = missing; best per column in bold.
 
 Note: Global-MMLU mixes global_mmlu (CS/CA balanced); global_mmlu_lite (CS/CA balanced): its rows \
@@ -109,6 +139,11 @@ Note: xcopa et, sw: the runs scored different numbers of examples (n differs).
 @pytest.mark.parametrize("fmt, expected", [("md", SUMMARY_MD), ("latex", SUMMARY_LATEX), ("csv", SUMMARY_CSV)])
 def test_summary_golden(fmt, expected):
     assert render(summary_frame(RUNS), fmt) == expected
+
+
+@pytest.mark.parametrize("fmt, expected", [("md", STRICT_MD), ("latex", STRICT_LATEX), ("csv", STRICT_CSV)])
+def test_strict_summary_golden(fmt, expected):
+    assert render(summary_frame(RUNS, strict=True), fmt) == expected
 
 
 def test_language_table_golden_md_and_csv():
@@ -135,7 +170,11 @@ def test_summary_values_are_the_hand_computed_ones():
     # mean of the three macro accuracies: XCOPA (62+58)/2, XStoryCloze (80+70)/2, XWinograd (72+68)/2
     assert df.at["alpha", "Discriminative"] == pytest.approx((60 + 75 + 70) / 3)
     assert df.at["gamma", "Discriminative"] == pytest.approx((56 + 75 + 68) / 3)
-    assert math.isnan(df.at["beta", "Discriminative"])  # no XStoryCloze: no partial mean
+    # no XStoryCloze: the mean of XCOPA (66+60+50)/3 and XWinograd (75+71)/2, marked; strict: none
+    assert df.at["beta", "Discriminative"] == pytest.approx(((66 + 60 + 50) / 3 + 73) / 2)
+    assert df.attrs["marks"] == {"Discriminative": {"beta": "2/3: no XStoryCloze"}}
+    assert df.attrs["tasks"]["Discriminative"]["beta"] == ["xcopa", "xwinograd"]
+    assert math.isnan(summary_frame(RUNS, strict=True).at["beta", "Discriminative"])
     assert df.at["alpha", "Global-MMLU"] == pytest.approx((57 + 49) / 2)  # CS/CA-balanced values
     assert df.at["beta", "Global-MMLU"] == pytest.approx((60 + 52) / 2)  # en has none: plain acc
     assert df.at["gamma", "Global-MMLU"] == pytest.approx(58.0)  # Global-MMLU-Lite, balanced
@@ -160,7 +199,7 @@ def test_provenance_attrs():
     assert attrs["models"]["gamma"] == "synthetic/gamma-32b"
     sha = json.loads((ALPHA / "run.json").read_text())["provenance"]["model"]["weights_sha256"]
     assert attrs["weights_sha256"]["alpha"] == sha
-    assert attrs["n"]["Discriminative"] == {"alpha": 600, "gamma": 500}
+    assert attrs["n"]["Discriminative"] == {"alpha": 600, "beta": 500, "gamma": 500}  # beta: XCOPA + XWinograd
     assert attrs["n"]["Global-MMLU"] == {"alpha": 800, "beta": 800, "gamma": 400}
     assert attrs["languages"]["Discriminative"]["gamma"][:2] == ["xcopa/et", "xcopa/sw"]
     assert attrs["languages"]["Translation xCOMET"] == {"alpha": ["deu_Latn-eng_Latn", "eng_Latn-deu_Latn"],
@@ -168,14 +207,16 @@ def test_provenance_attrs():
     assert attrs["sources"]["Global-MMLU"] == {"alpha": "global_mmlu (CS/CA balanced)",
                                                "beta": "global_mmlu (acc)",
                                                "gamma": "global_mmlu_lite (CS/CA balanced)"}
-    assert "beta" not in attrs["n"]["Discriminative"]
+    assert "beta" not in summary_frame(RUNS, strict=True).attrs["n"]["Discriminative"]
 
 
 def test_comparability_warnings():
     warnings = summary_frame(RUNS).attrs["warnings"]
     assert "xcopa et: the runs scored different data (data_sha256 differs)" in warnings
     assert "xcopa et, sw: the runs scored different numbers of examples (n differs)" in warnings
-    assert "Discriminative is missing for beta: no xstorycloze" in warnings
+    assert ("Discriminative of beta: the mean over 2 of the 3 tasks (no xstorycloze), not comparable "
+            "with a three-task mean (--strict leaves it out)") in warnings
+    assert "Discriminative is missing for beta: no xstorycloze" in summary_frame(RUNS, strict=True).attrs["warnings"]
     assert any(w.startswith("Global-MMLU mixes") for w in warnings)
     text = table_text(RUNS, "md")
     assert "Note: xcopa et: the runs scored different data (data_sha256 differs)." in text
@@ -212,7 +253,8 @@ def test_ties_all_marked_and_single_values_not_marked():
     md = render(summary_frame([ALPHA, BETA]), "md")
     alpha, beta = ([c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines()[2:4])
     # Discriminative and xCOMET: one value in the column, nothing to compare with
-    assert (alpha[1], alpha[5], beta[1], beta[5]) == ("68.3", "75.0", "–", "–")
+    # (beta's Discriminative is a two-task mean: not compared with alpha's three-task one)
+    assert (alpha[1], alpha[5], beta[1], beta[5]) == ("68.3", "75.0", "65.8 (2/3: no XStoryCloze)", "–")
     assert (alpha[2:5], beta[2:5]) == (["53.0", "30.0", "52.5"], ["**56.0**", "**40.0**", "**53.0**"])
     both = render(summary_frame(RUNS), "md")
     assert both.count("**53.0**") == 2  # beta and gamma tie on chrF++
@@ -236,10 +278,12 @@ def test_missing_is_never_zero():
     df = summary_frame(RUNS)
     md, latex, text = render(df, "md"), render(df, "latex"), render(df, "csv")
     beta = [c.strip() for c in md.splitlines()[3].split("|")[1:-1]]
-    assert (beta[1], beta[5]) == ("–", "–")
-    assert latex.splitlines()[5].split(" & ")[1] == "--"
+    assert beta[5] == "–"
+    assert latex.splitlines()[5].split(" & ")[5] == "-- \\\\"
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert rows[1]["Discriminative"] == "" and rows[2]["MGSM"] == ""
+    assert rows[1]["Translation xCOMET"] == "" and rows[2]["MGSM"] == ""
+    strict = list(csv.DictReader(io.StringIO(render(summary_frame(RUNS, strict=True), "csv"))))
+    assert strict[1]["Discriminative"] == strict[1]["Discriminative tasks"] == ""
     assert "**" not in text and "[" not in text
 
 
@@ -274,6 +318,7 @@ def test_table_text_csv_is_two_plain_tables():
     text = table_text(RUNS, "csv", by_language=True)
     summary, long = text.split("\n\n")
     assert summary + "\n" == SUMMARY_CSV
+    assert table_text(RUNS, "csv", strict=True) == STRICT_CSV
     rows = list(csv.DictReader(io.StringIO(long)))
     assert long.count("model,task,metric") == 1
     assert {(r["task"], r["metric"]) for r in rows} >= {("xcopa", "acc"), ("flores", "xcomet"), ("mgsm", "flexible_extract")}
@@ -328,3 +373,92 @@ def test_not_a_glotbench_run(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"format": "other/1"}))
     with pytest.raises(GlotbenchError, match="is not a glotbench run"):
         summary_frame([tmp_path])
+
+
+# ---- partial means, missing languages, differences ----------------------------------------
+
+def edited(tmp_path: Path, run: Path, name: str, change) -> Path:
+    """A copy of a fixture run under ``name`` with ``change(run.json data)`` applied."""
+    out = tmp_path / name
+    shutil.copytree(run, out)
+    data = json.loads((out / "run.json").read_text())
+    change(data)
+    (out / "run.json").write_text(json.dumps(data))
+    return out
+
+
+def drop(task: str, lang: str | None = None):
+    """A change that removes a task, or one of its languages, from results and provenance."""
+    def change(data: dict) -> None:
+        if lang is None:
+            del data["results"][task], data["provenance"]["tasks"][task]
+        else:
+            del data["results"][task][lang], data["provenance"]["tasks"][task]["languages"][lang]
+    return change
+
+
+def test_partial_means_compete_only_with_means_over_the_same_tasks(tmp_path):
+    def better(data):
+        data["results"]["xcopa"]["et"]["acc"] = 0.9
+    # offline, every run lacks XStoryCloze: the partial means are comparable, best is marked
+    offline = render(summary_frame([BETA, edited(tmp_path, BETA, "beta2", better)]), "md")
+    assert "| beta2 | **69.8** (2/3: no XStoryCloze) |" in offline and "| beta | 65.8 (2/3: no XStoryCloze) |" in offline
+    # two runs over two tasks each, but not the same two: nothing to compare
+    mixed = summary_frame([BETA, edited(tmp_path, ALPHA, "no-xwinograd", drop("xwinograd"))])
+    assert mixed.attrs["marks"]["Discriminative"] == {"beta": "2/3: no XStoryCloze", "no-xwinograd": "2/3: no XWinograd"}
+    assert "**" not in render(mixed[["Discriminative"]], "md")
+    # one task of three
+    one = summary_frame([edited(tmp_path, BETA, "xcopa-only", drop("xwinograd"))])
+    assert one.attrs["marks"]["Discriminative"] == {"xcopa-only": "1/3: no XStoryCloze, XWinograd"}
+    assert one.at["xcopa-only", "Discriminative"] == pytest.approx((66 + 60 + 50) / 3)
+    assert render(one, "csv").splitlines()[1].startswith("xcopa-only,58.666667,xcopa,")
+    # none of the three: missing, and no note about a partial mean
+    none = summary_frame([edited(tmp_path, edited(tmp_path, BETA, "x", drop("xwinograd")), "none", drop("xcopa"))])
+    assert math.isnan(none.at["none", "Discriminative"]) and not none.attrs["marks"]["Discriminative"]
+    assert not any("Discriminative" in w for w in none.attrs["warnings"])
+
+
+def test_languages_left_out_of_an_average_are_named(tmp_path):
+    def no_value(data):
+        data["results"]["xcopa"]["sw"]["acc"] = None
+
+    fewer = edited(tmp_path, GAMMA, "fewer", drop("flores", "eng_Latn-deu_Latn"))
+    valueless = edited(tmp_path, ALPHA, "valueless", no_value)
+    warnings = summary_frame([ALPHA, fewer, valueless]).attrs["warnings"]
+    # one note for both translation columns, which average the same directions
+    assert ("flores eng_Latn-deu_Latn: missing from the Translation chrF++, Translation xCOMET average of fewer "
+            "(scored by alpha, valueless)") in warnings
+    assert "xcopa sw: valueless has no acc value, left out of its Discriminative average" in warnings
+    assert not any(w.startswith("xcopa sw: missing") for w in warnings)  # the precise note only
+    assert summary_frame([valueless]).at["valueless", "Discriminative"] == pytest.approx((62 + 75 + 70) / 3)
+    text = table_text([ALPHA, fewer], "md")
+    assert "Note: flores eng_Latn-deu_Latn: missing from the Translation chrF++, Translation xCOMET average" in text
+    assert "Note" not in table_text([ALPHA, fewer], "csv")
+
+
+def test_prompt_and_version_differences_are_noted(tmp_path):
+    def changed(data):
+        data["provenance"]["tasks"]["mgsm"]["version"] = "2.0"
+        data["provenance"]["tasks"]["mgsm"]["languages"]["sw"]["prompt_sha256"] = "d" * 64
+    warnings = summary_frame([ALPHA, edited(tmp_path, ALPHA, "other", changed)]).attrs["warnings"]
+    assert warnings == ["mgsm: the runs used different task versions (1.0, 2.0)",
+                        "mgsm sw: the runs used different prompts (prompt_sha256 differs)"]
+
+
+def test_a_language_table_that_cannot_be_built_is_a_note(tmp_path):
+    def no_metrics(data):
+        data["provenance"]["tasks"]["mgsm"]["metrics"] = []
+    text = table_text([edited(tmp_path, ALPHA, "damaged", no_metrics)], "md", by_language=True)
+    assert "### mgsm" not in text and "### xcopa · acc" in text
+    assert "Note: no per-language table for mgsm: the runs list no metric for task 'mgsm' in their provenance." in text
+
+
+def test_cli_table_strict(capsys):
+    assert main(["table", str(ALPHA), str(BETA), str(GAMMA)]) == 0
+    default = capsys.readouterr().out
+    assert "| beta | 65.8 (2/3: no XStoryCloze) |" in default and "--strict leaves it out" in default
+    assert main(["table", str(ALPHA), str(BETA), str(GAMMA), "--strict"]) == 0
+    strict = capsys.readouterr().out
+    assert STRICT_MD in strict and "Note: Discriminative is missing for beta: no xstorycloze." in strict
+    assert main(["table", str(ALPHA), str(BETA), "--strict", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "beta,,,56.0,40.0,53.0,"

@@ -19,7 +19,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from glotbench.harness.report.html import report_from_store
+    from glotbench.harness.report.collect import report_from_store
 
     out = report_from_store([Path(p) for p in args.paths], Path(args.output), args.title,
                             Path(args.figures) if args.figures else None)

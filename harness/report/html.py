@@ -1,11 +1,18 @@
 """The HTML leaderboard: one self-contained file built from tables, judge files and provenance.
 
 :func:`build_report` takes what the results store already holds (the leaderboard and
-per-language ``pandas.DataFrame``\\ s, ``judge.json`` documents, each run's provenance) and
-returns one HTML string: inline CSS, a small vanilla-JS column sorter, figures as base64
+per-language ``pandas.DataFrame``\\ s, the judge directories and runs as
+:class:`~glotbench.harness.store.schema.JudgeRecord` / :class:`~glotbench.harness.store.schema.RunRecord`)
+and returns one HTML string: inline CSS, a small vanilla-JS column sorter, figures as base64
 ``data:`` URIs. A Content-Security-Policy forbids every fetch, so the page needs no network at
 view time and anything that tried one would show up as a console error. Every string from the
-store goes through :func:`html.escape`. :func:`write_report` writes the file atomically.
+store goes through :func:`html.escape`. :func:`write_report` writes the file atomically;
+:mod:`~glotbench.harness.report.collect` reads the store and calls both.
+
+Nothing is left out silently: the leaderboard's notes (``attrs["warnings"]`` of
+:func:`~glotbench.harness.report.tables.summary_frame`: partial means, languages missing from
+an average, runs that measured different things), a per-language table that could not be
+built, and a failed Bradley–Terry fit are each shown as a note where the number would be.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import math
 import numbers
 import os
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +43,8 @@ from glotbench.harness.report.figures import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from glotbench.harness.store.schema import JudgeRecord, RunRecord
+
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;padding:0 1.2em 3em;color:#1b1b1b}
@@ -48,7 +59,8 @@ details{margin:.5em 0;padding:.3em .6em;border:1px solid #e3e3e3;border-radius:4
 summary{cursor:pointer;font-weight:600}figure{margin:.6em 0}img{max-width:100%;height:auto}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
 dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em}dt{font-weight:600}dd{margin:0}
-code{font-size:12px;word-break:break-all}.note{color:#555}
+code{font-size:12px;word-break:break-all}.note{color:#555}span.mark{color:#555;font-size:12px}
+ul.notes{color:#7a4b00;margin:.4em 0;padding-left:1.2em}p.warning{color:#7a4b00}
 """
 # Numeric columns sort descending first (higher scores are better), text ascending; rows
 # without a value always go last, whichever the direction.
@@ -78,8 +90,18 @@ SORTER = """
 """
 
 
+@dataclass(frozen=True)
+class Marked:
+    """A number shown with a mark after it ("65.8 (2/3: no XStoryCloze)"); it sorts by value."""
+
+    value: float
+    mark: str
+
+
 def format_value(value, fmt: str = "{:.1f}") -> str:
     """A table cell's text: numbers through ``fmt`` (integers as they are), missing as "–"."""
+    if isinstance(value, Marked):
+        return f"{format_value(value.value, fmt)} ({value.mark})"
     if _missing(value):
         return MISSING
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -90,15 +112,16 @@ def format_value(value, fmt: str = "{:.1f}") -> str:
 
 
 def build_report(leaderboard: pd.DataFrame, per_language: dict[str, pd.DataFrame],
-                 runs: list[dict], judges: list[dict], title: str = "glotbench report", *, fmt: str = "{:.1f}") -> str:
+                 runs: Sequence[RunRecord], judges: Sequence[JudgeRecord], title: str = "glotbench report", *,
+                 fmt: str = "{:.1f}", language_notes: Sequence[str] = ()) -> str:
     """One self-contained HTML page: leaderboard, per-language drill-down, judges, provenance.
 
     ``leaderboard`` has one row per model (the index names it, or a ``model`` column does when
-    the index is a plain range); ``per_language`` maps a task to a models × languages frame;
-    ``runs`` holds ``{"name", "path", "provenance"}`` (run.json's ``provenance``) plus, when
-    known, run.json's ``created`` and ``config``; ``judges`` holds ``judge.json`` documents.
-    Numbers are shown through ``fmt``, in whatever unit the frames carry; the raw value is
-    kept in each cell's ``data-value`` for sorting.
+    the index is a plain range); its ``attrs["marks"]`` (column → row → mark) are shown after
+    the values, its ``attrs["warnings"]`` as notes under it. ``per_language`` maps a task to a
+    models × languages frame (``attrs["notes"]``: shown with it); ``language_notes`` are
+    drill-downs that could not be built. Numbers are shown through ``fmt``, in whatever unit
+    the frames carry; the raw value is kept in each cell's ``data-value`` for sorting.
     """
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
         ("leaderboard", "Leaderboard"), ("languages", "Per language"), ("judges", "Judges"),
@@ -112,8 +135,10 @@ def build_report(leaderboard: pd.DataFrame, per_language: dict[str, pd.DataFrame
         f"{len(judges)} judge file(s). Click a column header to sort; missing values ({MISSING}) "
         f"sort last.</p><nav>{nav}</nav></header>",
         "<section><h2>Leaderboard</h2>",
-        _table(leaderboard, "leaderboard", fmt) if len(leaderboard) else '<p id="leaderboard">No runs.</p>',
+        _table(_marked(leaderboard), "leaderboard", fmt) if len(leaderboard) else '<p id="leaderboard">No runs.</p>',
+        _notes(leaderboard.attrs.get("warnings") or (), "leaderboard-notes"),
         '</section><section id="languages"><h2>Per-language scores</h2>',
+        _notes(language_notes, "language-notes"),
         *(_language_section(i, task, frame, fmt) for i, (task, frame) in enumerate(per_language.items())),
         '</section><section id="judges"><h2>Pairwise judges</h2>',
         *(_judge_section(i, judge) for i, judge in enumerate(judges)),
@@ -123,6 +148,25 @@ def build_report(leaderboard: pd.DataFrame, per_language: dict[str, pd.DataFrame
         f"</section><script>{SORTER}</script></body></html>\n",
     ]
     return "".join(parts)
+
+
+def _marked(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every value that has a mark (``attrs["marks"]``) as a :class:`Marked`."""
+    marks = frame.attrs.get("marks") or {}
+    if not any(marks.values()):
+        return frame
+    out = frame.astype(object)
+    for col, by_row in marks.items():
+        for row, mark in by_row.items():
+            if col in out.columns and row in out.index and not _missing(frame.at[row, col]):
+                out.at[row, col] = Marked(float(frame.at[row, col]), mark)
+    return out
+
+
+def _notes(notes: Sequence[str], ident: str) -> str:
+    if not notes:
+        return ""
+    return f'<ul class="notes" id="{_e(ident)}">' + "".join(f"<li>Note: {_e(n)}.</li>" for n in notes) + "</ul>"
 
 
 def write_report(html: str, path: Path) -> None:
@@ -152,39 +196,52 @@ def _language_section(i: int, task: str, frame: pd.DataFrame, fmt: str) -> str:
         fig = score_heatmap(frame, f"{task}", fmt=fmt)
         body = (_table(frame, f"lang-{i}-{slug(task)}", fmt, row_header="model")
                 + _figure(to_data_uri(fig), f"{task}: scores per model and language"))
+    body += _notes(frame.attrs.get("notes") or (), f"lang-{i}-notes")
     return (f'<details class="task" id="task-{i}-{slug(task)}"><summary>{_e(task)} — '
             f"{frame.shape[0]} model(s) × {frame.shape[1]} language(s)</summary>{body}</details>")
 
 
-def _judge_section(i: int, judge: dict) -> str:
-    prov = judge.get("provenance") or {}
-    spec = (prov.get("judge") or {}).get("spec") or (judge.get("config") or {}).get("judge") or "?"
+def _judge_section(i: int, judge: JudgeRecord) -> str:
+    data = judge.data
+    prov = data.get("provenance") or {}
+    spec = (prov.get("judge") or {}).get("spec") or (data.get("config") or {}).get("judge") or "?"
     prompt = prov.get("prompt") or {}
-    counts = judge.get("counts") or {}
+    counts = data.get("counts") or {}
     out = [f'<section class="judge" id="judge-{i}"><h3>Judge {_e(spec)}</h3><p class="note">'
            f"prompt {_e(prompt.get('name', '?'))} v{_e(prompt.get('version', '?'))}, created "
-           f"{_e(judge.get('created', '?'))}; {_e(counts.get('judgments', '?'))} judgments, "
+           f"{_e(data.get('created', '?'))}; {_e(counts.get('judgments', '?'))} judgments, "
            f"{_e(counts.get('invalid', '?'))} invalid, {_e(counts.get('api_errors', '?'))} API errors. "
            "Win = the first model of the pair preferred; win-rates exclude invalid verdicts.</p>"]
-    results = judge.get("results") or {}
-    for task in dict.fromkeys(t for by_task in results.values() for t in by_task):
+    results = judge.results
+    for task in dict.fromkeys(t for _, t, _ in judge.pairs()):
         out.append(f"<h4>{_e(task)}</h4>")
-        out.append(_figure(to_data_uri(win_tie_loss_bars(judge, task)), f"win / tie / loss, {task}"))
+        out.append(_figure(to_data_uri(win_tie_loss_bars(data, task)), f"win / tie / loss, {task}"))
         out.append(_pair_table(f"judge-{i}-{slug(task)}", results, task))
-        for pair, by_task in results.items():
-            if task in by_task:
-                fig = language_win_rates(judge, pair, task)
+        for pair, t, summary in judge.pairs():
+            if t == task:
+                fig = language_win_rates(data, pair, task)
                 out.append(f"<details><summary>{_e(pair)} per language</summary>"
                            f"{_figure(to_data_uri(fig), f'{pair}, {task}: win-rate per language')}"
-                           f"{_language_pair_table(by_task[task])}</details>")
-        bt = (judge.get("bradley_terry") or {}).get(task)
-        if bt and "scores" in bt:
-            rows = [[m, bt["scores"][m], _ci(bt["ci95"].get(m), "{:+.0f}", 1)] for m in bt["models"]]
-            out.append(f"<p>Bradley–Terry, Elo scale, {_e(bt.get('anchor'))} = 0:</p>"
-                       + _rows_table(f"bt-{i}-{slug(task)}", ["model", "Elo", "95% CI"], rows, "{:+.0f}"))
+                           f"{_language_pair_table(summary)}</details>")
+        out.append(_bradley_terry(f"bt-{i}-{slug(task)}", task, (data.get("bradley_terry") or {}).get(task)))
     out.append(f"<details><summary>Judge provenance</summary>{_json(prov)}"
-               f"<h5>Config</h5>{_json(judge.get('config'))}</details></section>")
+               f"<h5>Config</h5>{_json(data.get('config'))}</details></section>")
     return "".join(out)
+
+
+def _bradley_terry(table_id: str, task: str, bt: dict | None) -> str:
+    """The strengths, or why there are none (a failed fit is shown, never skipped)."""
+    if bt is None:
+        return ""  # two models: a win-rate says it all, no ranking was fitted
+    if "scores" not in bt:
+        reason = bt.get("error") or "the judge file records no fit and no reason"
+        return (f'<p class="warning" id="{_e(table_id)}">Bradley–Terry ({_e(task)}): no strengths — '
+                f"{_e(reason)}</p>")
+    rows = [[m, bt["scores"][m], _ci((bt.get("ci95") or {}).get(m), "{:+.0f}", 1)] for m in bt["models"]]
+    unranked = "".join(f"<li>{_e(m)}: not ranked — {_e(why)}</li>" for m, why in (bt.get("not_ranked") or {}).items())
+    return (f"<p>Bradley–Terry, Elo scale, {_e(bt.get('anchor'))} = 0:</p>"
+            + _rows_table(table_id, ["model", "Elo", "95% CI"], rows, "{:+.0f}")
+            + (f'<ul class="notes">{unranked}</ul>' if unranked else ""))
 
 
 def _pair_table(table_id: str, results: dict, task: str) -> str:
@@ -210,26 +267,23 @@ def _language_pair_table(summary: dict) -> str:
     return _rows_table("", head, rows, "{:.1f}")
 
 
-def _run_section(i: int, run: dict) -> str:
-    prov = run.get("provenance") or {}
-    model = prov.get("model") or {}
-    facts = [("run", run.get("name")), ("path", run.get("path")), ("model", model.get("name")),
+def _run_section(i: int, run: RunRecord) -> str:
+    model, prov = run.model, run.provenance
+    facts = [("run", run.name), ("path", str(run.path)), ("model", model.get("name")),
              ("backend", model.get("backend")), ("dtype", model.get("dtype")),
              ("device", model.get("device") or prov.get("device")),
              ("weights sha256", model.get("weights_sha256")),
              ("glotbench version", prov.get("glotbench_version")),
-             ("created", run.get("created") or prov.get("created")), ("seed", prov.get("seed"))]
+             ("created", run.created), ("seed", prov.get("seed"))]
     dl = "".join(f"<dt>{_e(k)}</dt><dd><code>{_e(format_value(v))}</code></dd>" for k, v in facts)
-    sources = [[task, t.get("version"), lang, x.get("data_source"), x.get("data_sha256"),
-                x.get("prompt_sha256"), x.get("n_available")]
-               for task, t in (prov.get("tasks") or {}).items()
-               for lang, x in (t.get("languages") or {}).items()]
+    sources = [[task, run.version(task), lang, x.data_source, x.data_sha256, x.prompt_sha256, x.n_available]
+               for task in run.tasks() for lang in run.languages(task)
+               for x in (run.language_provenance(task, lang),)]
     head = ["task", "version", "language", "data source", "data sha256", "prompt sha256", "n available"]
-    config = run.get("config") if run.get("config") is not None else prov.get("config")
-    name, model_name = run.get("name"), model.get("name", "?")
+    name, model_name = run.name, model.get("name", "?")
     label = _e(name) if name == model_name else f"{_e(name)} — {_e(model_name)}"
     return (f'<details class="run" id="run-{i}"><summary>{label}</summary><dl>{dl}</dl><h4>Data sources</h4>'
-            f"{_rows_table('', head, sources, '{}')}<h4>Config</h4>{_json(config)}"
+            f"{_rows_table('', head, sources, '{}')}<h4>Config</h4>{_json(run.config)}"
             f"<details><summary>Full provenance</summary>{_json(prov)}</details></details>")
 
 
@@ -257,6 +311,9 @@ def _rows_table(table_id: str, head: list[str], rows: list[list], fmt: str) -> s
 def _cell(value, fmt: str, first: bool) -> str:
     tag = "th scope=\"row\"" if first else "td"
     end = "th" if first else "td"
+    if isinstance(value, Marked):
+        return (f'<{tag} class="num" data-value="{value.value!r}">{_e(format_value(value.value, fmt))} '
+                f'<span class="mark">({_e(value.mark)})</span></{end}>')
     if _missing(value):
         return f'<{tag} class="missing">{MISSING}</{end}>'
     if _is_number(value):
@@ -294,6 +351,8 @@ def _missing(value) -> bool:
 
 
 def _is_number(value) -> bool:
+    if isinstance(value, Marked):
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and not _missing(value)
 
 
@@ -303,75 +362,3 @@ def _label(column) -> str:
 
 def _e(value) -> str:
     return html.escape(str(value), quote=True)
-
-
-def report_from_store(paths: list[Path], output: Path, title: str = "glotbench report",
-                      figures_dir: Path | None = None) -> dict:
-    """Read runs and judge directories (told apart by their run.json / judge.json), write the
-    HTML report (and, with ``figures_dir``, every figure as PNG and SVG); returns what was
-    written."""
-    import pandas as pd
-
-    from glotbench.harness.core.errors import GlotbenchError
-    from glotbench.harness.report import figures as figs
-    from glotbench.harness.report import tables
-    from glotbench.harness.store.rundir import read_json, read_run
-
-    run_paths, judges = [], []
-    for p in map(Path, paths):
-        if (p / "judge.json").is_file():
-            judges.append(read_json(p / "judge.json"))
-        elif (p / "run.json").is_file():
-            run_paths.append(p)
-        else:
-            raise GlotbenchError(f"{p} is neither a run nor a judge directory (no run.json / judge.json)",
-                                 "pass directories written by glotbench run or glotbench judge")
-    scored = [p for p in run_paths if _has_scores(read_run(p))]
-    leaderboard = tables.summary_frame(scored) if scored else pd.DataFrame()
-    per_language: dict[str, pd.DataFrame] = {}
-    for task in dict.fromkeys(t for p in scored for t in read_run(p)["results"]):
-        try:
-            metrics = dict.fromkeys(m for p in scored for m in tables.load_runs([p])[0].metrics(task))
-        except (GlotbenchError, KeyError):
-            continue
-        for metric in metrics:
-            if metric in ("new_tokens", "truncated"):
-                continue
-            try:
-                per_language[f"{task} · {metric}"] = tables.language_frame(scored, task, metric).value
-            except GlotbenchError:
-                continue
-    runs = []
-    for p in run_paths:
-        run = read_run(p)
-        runs.append({"name": p.resolve().name, "path": str(p), "provenance": run["provenance"],
-                     "created": run.get("created"), "config": run.get("config")})
-    write_report(build_report(leaderboard, per_language, runs, judges, title), Path(output))
-    written = [Path(output)]
-    if figures_dir is not None:
-        figures_dir = Path(figures_dir)
-        figures_dir.mkdir(parents=True, exist_ok=True)
-        for name, frame in per_language.items():
-            written += figs.save(figs.score_heatmap(frame, name), figures_dir / f"heatmap-{slug(name)}")
-        for i, judge in enumerate(judges):
-            for task in dict.fromkeys(t for pair in judge["results"].values() for t in pair):
-                written += figs.save(figs.win_tie_loss_bars(judge, task), figures_dir / f"judge{i}-{slug(task)}-bars")
-                for pair in judge["results"]:
-                    if task in judge["results"][pair]:
-                        written += figs.save(figs.language_win_rates(judge, pair, task),
-                                             figures_dir / f"judge{i}-{slug(task)}-{slug(pair)}-languages")
-    return {"report": str(output), "files": [str(w) for w in written]}
-
-
-def _has_scores(run: dict) -> bool:
-    """A run with something a table shows (not only open-ended completions or imports)."""
-    from glotbench.harness.core.errors import GlotbenchError
-    from glotbench.harness.taskapi.registry import get_task
-
-    for task in run.get("results", {}):
-        try:
-            if not get_task(task).judged:
-                return True
-        except GlotbenchError:
-            continue
-    return False

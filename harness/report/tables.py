@@ -4,8 +4,11 @@
 prefixed when two runs share a name), and the report's columns, all on a 0–100 scale:
 
 - **Discriminative**: the mean of the XCOPA, XStoryCloze and XWinograd macro accuracies
-  (each the unweighted mean over the run's languages). Only when all three tasks are in the
-  run, else missing: a mean over two of them would be a different number.
+  (each the unweighted mean over the run's languages). When only some of the three ran
+  (offline, XStoryCloze has no local data) it is the mean over those, marked with what is
+  missing ("51.9 (2/3: no XStoryCloze)"): a mean over two tasks is another number, so it is
+  never marked best against three-task means. ``strict=True`` (``glotbench table
+  --strict``, for paper tables) leaves such a run's value missing instead.
 - **Global-MMLU**: the macro over languages of the CS/CA-balanced accuracy (the unweighted
   mean of the culturally sensitive and culturally agnostic subsets: the report's number)
   when every language of the run has it, else of plain accuracy; from ``global_mmlu``, else
@@ -16,64 +19,65 @@ prefixed when two runs share a name), and the report's columns, all on a 0–100
   only). ``groups=True`` adds the X→en and en→X means of both.
 
 Accuracies and xCOMET are ×100; chrF++ is already 0–100. A missing number is NaN, rendered
-"–" (empty in CSV), never 0. Open-ended tasks (headline metric ``new_tokens``, a length)
-get win-rates from ``glotbench judge`` and are left out.
+"–" (empty in CSV), never 0. Open-ended tasks (:meth:`RunRecord.open_ended`) get win-rates
+from ``glotbench judge`` and are left out.
 
-``language_frame`` gives one task × metric as models × languages with CIs and n; ``render``
-writes either as Markdown, LaTeX (booktabs) or CSV, marking the best value per column (at
-the printed precision, ties all marked, never in a column with fewer than two values);
+Nothing leaves an average silently: ``attrs["warnings"]`` (printed under the table, shown in
+the HTML report) names every language that one run's macro lacks while another run scored
+it, every language a run has but without a value, and every task × language whose runs
+differ by :func:`~glotbench.harness.store.schema.differences` (task version, data, prompts,
+number of examples): such runs are still shown, with the note.
+
+``language_frame`` gives one task × metric as models × languages with CIs and n;
+:mod:`~glotbench.harness.report.render` writes either as Markdown, LaTeX or CSV;
 ``table_text`` is what ``glotbench table`` prints.
-
-Runs that scored different data (``data_sha256``) or different numbers of examples for the
-same task and language are still shown, but ``attrs["warnings"]`` says so and
-``table_text`` prints it under the table (not in CSV, which stays machine-readable).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.store.rundir import read_run
+from glotbench.harness.report.render import FORMATS, Format, LanguageTable, render, render_csv
+from glotbench.harness.store.schema import RunRecord, differences
 
-Format = Literal["md", "latex", "csv"]
-FORMATS = ("md", "latex", "csv")
+__all__ = ["COLUMNS", "FORMATS", "Format", "LanguageTable", "Run", "language_frame", "language_tables",
+           "load_runs", "render", "summary_frame", "table_text"]
+
 DISCRIMINATIVE = ("xcopa", "xstorycloze", "xwinograd")
+DISPLAY = {"xcopa": "XCOPA", "xstorycloze": "XStoryCloze", "xwinograd": "XWinograd"}
 GLOBAL_MMLU = ("global_mmlu", "global_mmlu_lite")
 FLORES = ("flores", "flores_5shot")
 COLUMNS = ("Discriminative", "Global-MMLU", "MGSM", "Translation chrF++", "Translation xCOMET")
 GROUPS = ("X→en", "en→X")
 UNSCALED = frozenset({"chrf++", "new_tokens"})  # already on the scale they are reported on
-MISSING = "–"
-LEGEND = ("Discriminative = mean of the XCOPA, XStoryCloze and XWinograd macro accuracies "
-          "(missing unless all three ran); Global-MMLU = CS/CA-balanced accuracy where "
-          "available; accuracy and xCOMET ×100, chrF++ 0–100; – = missing; best per column in bold.")
+_COMMON = ("Global-MMLU = CS/CA-balanced accuracy where available; accuracy and xCOMET ×100, "
+           "chrF++ 0–100; – = missing; best per column in bold.")
+LEGEND = ("Discriminative = mean of the XCOPA, XStoryCloze and XWinograd macro accuracies; a mean "
+          "over fewer is marked with what it lacks and never marked best against a full one (--strict "
+          "leaves it out); " + _COMMON)
+STRICT_LEGEND = ("Discriminative = mean of the XCOPA, XStoryCloze and XWinograd macro accuracies "
+                 "(missing unless all three ran); " + _COMMON)
+DIFFERENCE = {"data_sha256": "the runs scored different data (data_sha256 differs)",
+              "prompt_sha256": "the runs used different prompts (prompt_sha256 differs)",
+              "n": "the runs scored different numbers of examples (n differs)"}
 
 
 @dataclass(frozen=True)
 class Run:
-    """One finished run as read from the store."""
+    """One finished run as read from the store, with its row label."""
     label: str
     """Row label: the directory name, made unique."""
-    path: Path
-    data: dict
-    """The parsed ``run.json``."""
+    record: RunRecord
 
-    def tasks(self) -> list[str]:
-        """Tasks with a score (open-ended ones, whose headline metric is a length, left out)."""
-        prov = self.data["provenance"]["tasks"]
-        return [t for t in self.data["results"] if prov.get(t, {}).get("metrics", [""])[0] != "new_tokens"]
-
-    def metrics(self, task: str) -> list[str]:
-        return list(self.data["provenance"]["tasks"].get(task, {}).get("metrics", []))
+    @property
+    def path(self) -> Path:
+        return self.record.path
 
 
 @dataclass(frozen=True)
@@ -83,45 +87,36 @@ class Entry:
     n: int
     languages: tuple[str, ...]
     source: str
+    covered: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(task, languages averaged) per task behind the value."""
+    valueless: tuple[tuple[str, str, str], ...] = ()
+    """(task, language, metric) the run has without a value, left out of the average."""
+    tasks: tuple[str, ...] = ()
+    """Discriminative only: the tasks averaged."""
+    mark: str | None = None
+    """Shown after the value: what a partial mean lacks ("2/3: no XStoryCloze")."""
 
 
-@dataclass(frozen=True, eq=False)
-class LanguageTable:
-    """One task × metric as models (rows) × languages (columns), on the table scale."""
-    task: str
-    metric: str
-    value: pd.DataFrame
-    """The metric (accuracies and xCOMET ×100); NaN where a run lacks the language."""
-    ci_lo: pd.DataFrame
-    ci_hi: pd.DataFrame
-    """The 95 % bootstrap CI stored with the cell, same scale; NaN when none."""
-    n: pd.DataFrame
-    """Examples scored (float so that missing is NaN)."""
-    warnings: tuple[str, ...] = ()
-
-
-def load_runs(runs: Sequence[Path | str]) -> list[Run]:
-    """Read the runs' ``run.json``; refuse non-runs, repeats and runs with nothing to tabulate."""
+def load_runs(runs: Sequence[Path | str | RunRecord]) -> list[Run]:
+    """Read the runs (paths, or records already read); refuse non-runs, repeats and runs
+    with nothing to tabulate."""
     if not runs:
         raise GlotbenchError("no run given", "pass one or more run directories, e.g. glotbench table results/<run>")
-    paths = [Path(r) for r in runs]
+    records = [r if isinstance(r, RunRecord) else None for r in runs]
+    paths = [r.path if isinstance(r, RunRecord) else Path(r) for r in runs]
     resolved = [p.resolve() for p in paths]
     for i, p in enumerate(resolved):
         if p in resolved[:i]:
             raise GlotbenchError(f"run {paths[i]} is given twice", "name each run once")
     out = []
-    for path, label in zip(paths, _labels(resolved)):
-        data = read_run(path)
-        if not str(data.get("format", "")).startswith("glotbench-run/"):
-            raise GlotbenchError(f"{path}/run.json is not a glotbench run (format {data.get('format')!r})",
-                                 "pass a run directory written by 'glotbench run'")
-        run = Run(label, path, data)
-        if not run.tasks():
+    for path, record, label in zip(paths, records, _labels(resolved)):
+        record = record or RunRecord.read(path)
+        if not record.scored_tasks():
             raise GlotbenchError(f"{path} has no task a table can show (results: "
-                                 f"{', '.join(data.get('results', {})) or 'none'})",
+                                 f"{', '.join(record.tasks()) or 'none'})",
                                  "compare open-ended runs with 'glotbench judge'; tables need scored tasks "
                                  "such as xcopa, global_mmlu, mgsm or flores")
-        out.append(run)
+        out.append(Run(label, record))
     return out
 
 
@@ -135,53 +130,56 @@ def _scale(metric: str) -> float:
     return 1.0 if metric in UNSCALED else 100.0
 
 
-def _metric(cell: dict, metric: str) -> dict | None:
-    """``{value, n, ci95}`` of one metric of a results cell, or None when it has none."""
-    got = cell.get("metrics", {}).get(metric)
-    if got is None and metric in cell:
-        got = {"value": cell[metric], "n": cell.get("n"), "ci95": cell.get("ci95")}
-    return got if got is not None and got.get("value") is not None else None
-
-
 def _macro(run: Run, task: str, metric: str) -> Entry | None:
-    cells = {lang: _metric(c, metric) for lang, c in run.data["results"].get(task, {}).items()}
-    cells = {lang: c for lang, c in cells.items() if c is not None}
+    rec = run.record
+    got = {lang: rec.metric(task, lang, metric) for lang in rec.languages(task)}
+    cells = {lang: m for lang, m in got.items() if m is not None}
     if not cells:
         return None
-    mean = sum(c["value"] for c in cells.values()) / len(cells) * _scale(metric)
-    return Entry(mean, sum(c["n"] for c in cells.values()), tuple(cells), f"{task} ({metric})")
+    mean = sum(m.value for m in cells.values()) / len(cells) * _scale(metric)
+    return Entry(mean, sum(m.n for m in cells.values()), tuple(cells), f"{task} ({metric})",
+                 covered=((task, tuple(cells)),),
+                 valueless=tuple((task, lang, metric) for lang, m in got.items() if m is None))
+
+
+def _discriminative(run: Run, strict: bool) -> Entry | None:
+    parts = {t: _macro(run, t, "acc") for t in DISCRIMINATIVE}
+    ran = [t for t in DISCRIMINATIVE if parts[t]]
+    if not ran or (strict and len(ran) < len(DISCRIMINATIVE)):
+        return None
+    lacking = [DISPLAY[t] for t in DISCRIMINATIVE if not parts[t]]
+    done = [parts[t] for t in ran]
+    return Entry(sum(p.value for p in done) / len(done), sum(p.n for p in done),
+                 tuple(f"{t}/{lang}" for t in ran for lang in parts[t].languages), "+".join(ran),
+                 covered=tuple(c for p in done for c in p.covered),
+                 valueless=tuple(v for p in done for v in p.valueless), tasks=tuple(ran),
+                 mark=f"{len(ran)}/{len(DISCRIMINATIVE)}: no {', '.join(lacking)}" if lacking else None)
 
 
 def _global_mmlu(run: Run) -> Entry | None:
-    task = next((t for t in GLOBAL_MMLU if t in run.data["results"]), None)
+    rec = run.record
+    task = next((t for t in GLOBAL_MMLU if rec.has(t)), None)
     if task is None:
         return None
-    cells = run.data["results"][task]
-    balanced = [(c.get("balanced") or {}).get("value") for c in cells.values()]
-    if all(b is not None for b in balanced):
-        return Entry(100 * sum(balanced) / len(balanced), sum(c["n"] for c in cells.values()),
-                     tuple(cells), f"{task} (CS/CA balanced)")
+    langs = rec.languages(task)
+    balanced = [(rec.cell(task, lang).get("balanced") or {}).get("value") for lang in langs]
+    if langs and all(b is not None for b in balanced):
+        return Entry(100 * sum(balanced) / len(balanced), sum(rec.n(task, lang) or 0 for lang in langs),
+                     tuple(langs), f"{task} (CS/CA balanced)", covered=((task, tuple(langs)),))
     return _macro(run, task, "acc")
 
 
 def _group(run: Run, task: str | None, metric: str, group: str) -> Entry | None:
-    avg = run.data["averages"].get(task or "", {})
-    avg = avg if metric == "chrf++" else avg.get("metrics", {}).get(metric, {})
-    got = avg.get("groups", {}).get(group)
+    got = (run.record.averages(task or "", metric).get("groups") or {}).get(group)
     if not got or got.get("macro") is None:
         return None
     return Entry(got["macro"] * _scale(metric), got["n"], (), f"{task} ({metric}, {group})")
 
 
-def _entries(run: Run, groups: bool) -> dict[str, Entry | None]:
-    parts = [_macro(run, t, "acc") for t in DISCRIMINATIVE]
-    disc = None
-    if all(parts):
-        disc = Entry(sum(p.value for p in parts) / 3, sum(p.n for p in parts),
-                     tuple(f"{t}/{lang}" for t, p in zip(DISCRIMINATIVE, parts) for lang in p.languages),
-                     "+".join(DISCRIMINATIVE))
-    flores = next((t for t in FLORES if t in run.data["results"]), None)
-    out = {"Discriminative": disc, "Global-MMLU": _global_mmlu(run), "MGSM": _macro(run, "mgsm", "strict_match"),
+def _entries(run: Run, groups: bool, strict: bool) -> dict[str, Entry | None]:
+    flores = next((t for t in FLORES if run.record.has(t)), None)
+    out = {"Discriminative": _discriminative(run, strict), "Global-MMLU": _global_mmlu(run),
+           "MGSM": _macro(run, "mgsm", "strict_match"),
            "Translation chrF++": flores and _macro(run, flores, "chrf++"),
            "Translation xCOMET": flores and _macro(run, flores, "xcomet")}
     if groups:
@@ -190,35 +188,51 @@ def _entries(run: Run, groups: bool) -> dict[str, Entry | None]:
     return out
 
 
-def summary_frame(runs: Sequence[Path | str], groups: bool = False) -> pd.DataFrame:
+def summary_frame(runs: Sequence[Path | str | RunRecord], groups: bool = False, strict: bool = False) -> pd.DataFrame:
     """The report's summary table, one row per run (see the module docstring).
 
-    ``attrs``: ``runs``, ``models``, ``weights_sha256`` (label → value), and per column
-    ``n``, ``languages`` and ``sources`` (column → label → value), plus ``warnings``.
+    ``attrs``: ``runs``, ``models``, ``weights_sha256`` (label → value); per column ``n``,
+    ``languages`` and ``sources`` (column → label → value); ``tasks`` (the tasks behind each
+    Discriminative value) and ``marks`` (column → label → what a partial value lacks); and
+    ``warnings``. ``strict``: Discriminative only where all three tasks ran.
     """
-    return _summary(load_runs(runs), groups)
+    return _summary(load_runs(runs), groups, strict)
 
 
-def _summary(runs: list[Run], groups: bool) -> pd.DataFrame:
-    per_run = {r.label: _entries(r, groups) for r in runs}
+def _summary(runs: list[Run], groups: bool, strict: bool = False) -> pd.DataFrame:
+    per_run = {r.label: _entries(r, groups, strict) for r in runs}
     columns = list(next(iter(per_run.values())))
     frame = pd.DataFrame({c: [e[c].value if e[c] else math.nan for e in per_run.values()] for c in columns},
                          index=pd.Index(list(per_run), name="model"), dtype=float)
     attr = {k: {c: {lab: getattr(e[c], k) for lab, e in per_run.items() if e[c]} for c in columns}
             for k in ("n", "languages", "source")}
-    warnings = [f"Discriminative is missing for {r.label}: no {', '.join(t for t in DISCRIMINATIVE if t not in r.tasks())}"
-                for r in runs if any(t in r.tasks() for t in DISCRIMINATIVE) and not per_run[r.label]["Discriminative"]]
+    disc = {lab: e["Discriminative"] for lab, e in per_run.items() if e["Discriminative"]}
+    partial: dict[tuple[bool, tuple[str, ...]], list[str]] = {}
+    for r in runs:
+        lacking = tuple(t for t in DISCRIMINATIVE if not _macro(r, t, "acc"))
+        if lacking and len(lacking) < len(DISCRIMINATIVE):
+            partial.setdefault((r.label in disc, lacking), []).append(r.label)
+    warnings = []
+    for (shown, lacking), labels in partial.items():
+        if shown:
+            warnings.append(f"Discriminative of {', '.join(labels)}: the mean over {len(DISCRIMINATIVE) - len(lacking)} "
+                            f"of the 3 tasks (no {', '.join(lacking)}), not comparable with a three-task mean "
+                            "(--strict leaves it out)")
+        else:
+            warnings.append(f"Discriminative is missing for {', '.join(labels)}: no {', '.join(lacking)}")
     for c in ("Global-MMLU", "Translation chrF++"):
         kinds = sorted(set(attr["source"][c].values()))
         if len(kinds) > 1:
             warnings.append(f"{c} mixes {'; '.join(kinds)}: its rows are not directly comparable")
-    warnings += _comparability(runs, _union(r.tasks() for r in runs))
-    model = [r.data["provenance"].get("model", {}) for r in runs]
+    warnings += _coverage_notes(per_run, columns)
+    warnings += _comparability(runs, _union(r.record.scored_tasks() for r in runs))
     frame.attrs.update(runs={r.label: str(r.path) for r in runs},
-                       models={r.label: m.get("name") for r, m in zip(runs, model)},
-                       weights_sha256={r.label: m.get("weights_sha256") for r, m in zip(runs, model)},
+                       models={r.label: r.record.model.get("name") for r in runs},
+                       weights_sha256={r.label: r.record.model.get("weights_sha256") for r in runs},
                        n=attr["n"], languages={c: {k: list(v) for k, v in d.items()} for c, d in attr["languages"].items()},
-                       sources=attr["source"], warnings=warnings)
+                       sources=attr["source"], tasks={"Discriminative": {lab: list(e.tasks) for lab, e in disc.items()}},
+                       marks={"Discriminative": {lab: e.mark for lab, e in disc.items() if e.mark}},
+                       warnings=warnings)
     return frame
 
 
@@ -226,157 +240,130 @@ def _union(lists: Iterable[Iterable[str]]) -> list[str]:
     return list(dict.fromkeys(x for xs in lists for x in xs))
 
 
-def _comparability(runs: list[Run], tasks: list[str]) -> list[str]:
-    """One line per task whose languages were scored on different data or different n."""
-    out = []
-    for task in tasks:
-        data, sizes = [], []
-        for lang in _union(r.data["results"].get(task, {}) for r in runs):
-            having = [r for r in runs if lang in r.data["results"].get(task, {})]
-            prov = [r.data["provenance"]["tasks"].get(task, {}).get("languages", {}).get(lang, {}) for r in having]
-            if len({p.get("data_sha256") for p in prov}) > 1:
-                data.append(lang)
-            if len({r.data["results"][task][lang].get("n") for r in having}) > 1:
-                sizes.append(lang)
-        if data:
-            out.append(f"{task} {', '.join(data)}: the runs scored different data (data_sha256 differs)")
-        if sizes:
-            out.append(f"{task} {', '.join(sizes)}: the runs scored different numbers of examples (n differs)")
+def _coverage_notes(per_run: dict[str, dict[str, Entry | None]], columns: list[str]) -> list[str]:
+    """Languages a run's average leaves out: ones other runs scored for the same task, and
+    ones the run has without a value. Columns averaging the same task share one note."""
+    gaps: dict[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], list[str]] = {}
+    valueless: dict[tuple[str, str, str, str], list[str]] = {}
+    for col in columns:
+        entries = {label: e[col] for label, e in per_run.items() if e[col]}
+        covered: dict[str, dict[str, tuple[str, ...]]] = {}  # task → label → languages averaged
+        for label, entry in entries.items():
+            for task, langs in entry.covered:
+                covered.setdefault(task, {})[label] = langs
+            for task, lang, metric in entry.valueless:
+                valueless.setdefault((task, lang, metric, label), []).append(col)
+        for task, by_label in covered.items():
+            every = _union(by_label.values())
+            lacking: dict[tuple[str, ...], list[str]] = {}
+            for label, langs in by_label.items():
+                # a language the run has without a value gets its own, more precise note
+                own = {lang for t, lang, _ in entries[label].valueless if t == task}
+                missing = tuple(x for x in every if x not in langs and x not in own)
+                if missing:
+                    lacking.setdefault(missing, []).append(label)
+            for missing, labels in lacking.items():
+                scored = tuple(lab for lab, langs in by_label.items() if set(missing) & set(langs))
+                gaps.setdefault((task, missing, tuple(labels), scored), []).append(col)
+    out = [f"{task} {', '.join(missing)}: missing from the {', '.join(cols)} average of {', '.join(labels)} "
+           f"(scored by {', '.join(scored)})" for (task, missing, labels, scored), cols in gaps.items()]
+    out += [f"{task} {lang}: {label} has no {metric} value, left out of its {', '.join(cols)} average"
+            for (task, lang, metric, label), cols in valueless.items()]
     return out
 
 
-def language_frame(runs: Sequence[Path | str], task: str, metric: str | None = None) -> LanguageTable:
+def _comparability(runs: list[Run], tasks: list[str]) -> list[str]:
+    """One line per task and kind of :func:`differences` between the runs that have it
+    (every run against the first that has the task, or the language)."""
+    out = []
+    for task in tasks:
+        having = [r for r in runs if r.record.has(task)]
+        versions = list(dict.fromkeys(r.record.version(task) for r in having))
+        if len(versions) > 1:
+            out.append(f"{task}: the runs used different task versions ({', '.join(map(str, versions))})")
+        found: dict[str, list[str]] = {k: [] for k in DIFFERENCE}
+        for lang in _union(r.record.languages(task) for r in having):
+            first, *rest = [r for r in having if r.record.has(task, lang)]
+            for kind in DIFFERENCE:
+                if any(differences(first.record, r.record, task, lang, kinds=(kind,)) for r in rest):
+                    found[kind].append(lang)
+        out += [f"{task} {', '.join(langs)}: {DIFFERENCE[kind]}" for kind, langs in found.items() if langs]
+    return out
+
+
+def language_frame(runs: Sequence[Path | str | RunRecord], task: str, metric: str | None = None) -> LanguageTable:
     """``task`` × ``metric`` (default: the task's headline metric) per run and language,
     languages in the order the runs list them; runs without that task and metric are left out."""
     return _language(load_runs(runs), task, metric)
 
 
 def _language(runs: list[Run], task: str, metric: str | None) -> LanguageTable:
-    having = [r for r in runs if task in r.data["results"]]
+    having = [r for r in runs if r.record.has(task)]
     if not having:
         raise GlotbenchError(f"no run has task {task!r}",
-                             f"the runs have: {', '.join(_union(r.data['results'] for r in runs))}")
-    metrics = _union(r.metrics(task) for r in having)
+                             f"the runs have: {', '.join(_union(r.record.tasks() for r in runs))}")
+    metrics = _union(r.record.metrics(task) for r in having)
+    if not metrics:
+        raise GlotbenchError(f"the runs list no metric for task {task!r} in their provenance",
+                             "the run directories are incomplete or damaged; regenerate them with glotbench run")
     metric = metric or metrics[0]
     if metric not in metrics:
         raise GlotbenchError(f"task {task!r} has no metric {metric!r} in these runs", f"choose from {', '.join(metrics)}")
     # a run that has the task but not the metric (xCOMET not scored) gets no all-missing row
-    having = [r for r in having if any(_metric(c, metric) for c in r.data["results"][task].values())]
-    langs = _union(r.data["results"][task] for r in having)
+    having = [r for r in having if any(r.record.metric(task, lang, metric) for lang in r.record.languages(task))]
+    if not having:
+        raise GlotbenchError(f"no run has a {metric} value for task {task!r}",
+                             f"choose another metric: {', '.join(metrics)}")
+    langs = _union(r.record.languages(task) for r in having)
     stats: dict[str, dict[str, list[float]]] = {s: {} for s in ("value", "ci_lo", "ci_hi", "n")}
     for run in having:
         for s in stats:
             stats[s][run.label] = []
         for lang in langs:
-            got = _metric(run.data["results"][task].get(lang, {}), metric) or {}
-            ci = got.get("ci95") or [None, None]
-            for s, v, k in (("value", got.get("value"), _scale(metric)), ("ci_lo", ci[0], _scale(metric)),
-                            ("ci_hi", ci[1], _scale(metric)), ("n", got.get("n"), 1.0)):
+            got = run.record.metric(task, lang, metric)
+            value, (lo, hi), n = (got.value, got.ci95 or (None, None), got.n) if got else (None, (None, None), None)
+            for s, v, k in (("value", value, _scale(metric)), ("ci_lo", lo, _scale(metric)),
+                            ("ci_hi", hi, _scale(metric)), ("n", n, 1.0)):
                 stats[s][run.label].append(math.nan if v is None else v * k)
     frames = {s: pd.DataFrame.from_dict(rows, orient="index", columns=langs, dtype=float).rename_axis("model")
               for s, rows in stats.items()}
     return LanguageTable(task, metric, **frames, warnings=tuple(_comparability(having, [task])))
 
 
-def render(frame: pd.DataFrame | LanguageTable, fmt: Format = "md", best: Literal["max", "min"] | None = "max",
-           ci: bool = True, digits: int = 1) -> str:
-    """A summary or language table as Markdown, LaTeX (booktabs; needs ``\\usepackage{booktabs}``)
-    or CSV (plain numbers, empty where missing, no markers; language tables one row per
-    model × language)."""
-    if fmt not in FORMATS:
-        raise GlotbenchError(f"unknown table format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    table = frame if isinstance(frame, LanguageTable) else None
-    values = table.value if table else frame
-    if fmt == "csv":
-        return _csv(table, values, header=True)
-    latex = fmt == "latex"
-    marked = _best(values, best, digits)
-    rows = []
-    for label, row in values.iterrows():
-        cells = [_latex_escape(str(label)) if latex else str(label).replace("|", "\\|")]
-        for col, v in row.items():
-            if math.isnan(v):
-                cells.append("--" if latex else MISSING)
-                continue
-            text = f"{v:.{digits}f}"
-            if (label, col) in marked:
-                text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
-            if table is not None and ci:
-                lo, hi = table.ci_lo.at[label, col], table.ci_hi.at[label, col]
-                if not (math.isnan(lo) or math.isnan(hi)):
-                    text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-            cells.append(text)
-        rows.append(cells)
-    header = ["Model", *map(str, values.columns)]
-    if latex:
-        lines = [f"\\begin{{tabular}}{{l{'r' * len(values.columns)}}}", "\\toprule",
-                 " & ".join(map(_latex_escape, header)) + " \\\\", "\\midrule",
-                 *(" & ".join(r) + " \\\\" for r in rows), "\\bottomrule", "\\end{tabular}"]
-    else:
-        lines = ["| " + " | ".join(header) + " |", "|:---|" + "---:|" * len(values.columns),
-                 *("| " + " | ".join(r) + " |" for r in rows)]
-    return "\n".join(lines) + "\n"
+def language_tables(runs: Sequence[Path | str | RunRecord]) -> tuple[list[LanguageTable], list[str]]:
+    """Every task × metric matrix of the runs' scored tasks, and one note per matrix that
+    cannot be built (shown instead of it, never dropped silently)."""
+    return _language_tables(load_runs(runs))
 
 
-def _best(values: pd.DataFrame, best: str | None, digits: int) -> set[tuple[str, str]]:
-    """Cells holding the best value of their column at the printed precision (ties all)."""
-    if best not in ("max", "min", None):
-        raise GlotbenchError(f"unknown best={best!r}", "use 'max', 'min' or None")
-    marked: set[tuple[str, str]] = set()
-    for col in values.columns if best else ():
-        shown = values[col].dropna().map(lambda v: float(f"{v:.{digits}f}"))
-        if len(shown) >= 2:
-            target = shown.max() if best == "max" else shown.min()
-            marked |= {(label, col) for label in shown.index[shown == target]}
-    return marked
+def _language_tables(loaded: list[Run]) -> tuple[list[LanguageTable], list[str]]:
+    tables, notes = [], []
+    for task in _union(r.record.scored_tasks() for r in loaded):
+        metrics = _union(r.record.metrics(task) for r in loaded if r.record.has(task))
+        for metric in metrics or [None]:
+            try:
+                tables.append(_language(loaded, task, metric))
+            except GlotbenchError as err:
+                notes.append(f"no per-language table for {task}{f' · {metric}' if metric else ''}: {err.problem}")
+    return tables, notes
 
 
-def _plain(v: float) -> str:
-    return "" if math.isnan(v) else repr(round(float(v), 6))
-
-
-def _csv(table: LanguageTable | None, values: pd.DataFrame, header: bool) -> str:
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")
-    if table is None:
-        out.writerow(["model", *values.columns])
-        out.writerows([label, *map(_plain, row)] for label, row in values.iterrows())
-        return buf.getvalue()
-    if header:
-        out.writerow(["model", "task", "metric", "language", "value", "ci_lo", "ci_hi", "n"])
-    for label in values.index:
-        for lang in values.columns:
-            n = table.n.at[label, lang]
-            out.writerow([label, table.task, table.metric, lang, *(_plain(f.at[label, lang]) for f in
-                          (table.value, table.ci_lo, table.ci_hi)), "" if math.isnan(n) else int(n)])
-    return buf.getvalue()
-
-
-_LATEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                        "→": r"$\rightarrow$", "–": "--"})
-
-
-def _latex_escape(text: str) -> str:
-    return text.translate(_LATEX)
-
-
-def table_text(runs: Sequence[Path | str], fmt: Format = "md", by_language: bool = False,
-               groups: bool = False) -> str:
+def table_text(runs: Sequence[Path | str | RunRecord], fmt: Format = "md", by_language: bool = False,
+               groups: bool = False, strict: bool = False) -> str:
     """What ``glotbench table`` prints: the summary and, with ``by_language``, one matrix per
     task × metric present in any run (CSV: one long table of them after the summary)."""
     loaded = load_runs(runs)
-    summary = _summary(loaded, groups)
-    tables = [_language(loaded, t, m) for t in _union(r.tasks() for r in loaded)
-              for m in _union(r.metrics(t) for r in loaded if t in r.data["results"])] if by_language else []
+    summary = _summary(loaded, groups, strict)
+    tables, dropped = _language_tables(loaded) if by_language else ([], [])
     if fmt == "csv":
-        return render(summary, "csv") + "".join("\n" * (i == 0) + _csv(t, t.value, header=i == 0)
+        return render(summary, "csv") + "".join("\n" * (i == 0) + render_csv(t, header=i == 0)
                                                  for i, t in enumerate(tables))
     text = render(summary, fmt)  # validates fmt before anything is printed
     title, note = ("### ", "") if fmt == "md" else ("% ", "% ")
-    blocks = [f"{title}Summary\n\n{text}\n{note}{LEGEND}\n"]
+    blocks = [f"{title}Summary\n\n{text}\n{note}{STRICT_LEGEND if strict else LEGEND}\n"]
     for t in tables:
         blocks.append(f"{title}{t.task} · {t.metric} (value [95% CI])\n\n{render(t, fmt)}")
-    if summary.attrs["warnings"]:
-        blocks.append("".join(f"{note}Note: {w}.\n" for w in summary.attrs["warnings"]))
+    notes = summary.attrs["warnings"] + dropped
+    if notes:
+        blocks.append("".join(f"{note}Note: {w}.\n" for w in notes))
     return "\n".join(blocks)
