@@ -204,7 +204,7 @@ def _language_section(i: int, task: str, frame: pd.DataFrame, fmt: str) -> str:
 def _judge_section(i: int, judge: JudgeRecord) -> str:
     data = judge.data
     prov = data.get("provenance") or {}
-    spec = (prov.get("judge") or {}).get("spec") or (data.get("config") or {}).get("judge") or "?"
+    spec = judge.judge_spec or (data.get("config") or {}).get("judge") or "?"
     prompt = prov.get("prompt") or {}
     counts = data.get("counts") or {}
     out = [f'<section class="judge" id="judge-{i}"><h3>Judge {_e(spec)}</h3><p class="note">'
