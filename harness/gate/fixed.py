@@ -1,4 +1,5 @@
-"""``glotbench gate``: does a candidate checkpoint regress against a baseline? (reads the store only)
+"""``glotbench gate``: does a candidate checkpoint regress against a baseline? (reads the store only;
+the user's reference, with measured error rates and what is guaranteed, is docs/gate.md)
 
 Comparability first (runs are read through :class:`~glotbench.harness.store.schema.RunRecord`;
 the check is :func:`~glotbench.harness.store.schema.differences`). For every task and language
