@@ -150,6 +150,30 @@ def test_gate_with_a_damaged_judge_directory(store, capsys):
     assert listing(out) == {"judge", "judge/judge.json"}
 
 
+def test_gate_outputs_that_cannot_be_written_are_refused_first(store, capsys):
+    good, bad, out = store
+    (out / "a-file").write_text("")
+    for flag, target in (("--json", out / "a-file" / "gate.json"), ("--markdown", out)):
+        code = main(["gate", "--baseline", str(good), "--candidate", str(bad), flag, str(target)])
+        assert_one_line_error(code, capsys.readouterr().err, f"cannot write {target}")
+    assert listing(out) == {"a-file"}
+    code = main(["gate", "--baseline", str(good), "--candidate", str(bad), "--json", str(out / "new" / "g.json"),
+                 "--markdown", str(out / "new" / "g.md")])
+    assert code == 0 and {"new/g.json", "new/g.md"} <= listing(out)  # missing folders are created
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["run.json", "samples"])
+def test_sequential_gate_on_a_damaged_baseline(store, capsys, damage):
+    good, bad, out = store
+    target = bad / "run.json" if damage == "run.json" else bad / "samples" / "xcopa" / "et.jsonl"
+    truncate(target)
+    code = main(["gate", "--baseline", str(bad), "--sequential", "--model", "embedded", "--no-progress",
+                 "--json", str(out / "seq.json")])
+    assert_one_line_error(code, capsys.readouterr().err, str(target))
+    assert listing(out) == set()
+
+
 def test_no_traceback_in_a_real_process(store):
     """The installed entry point in a fresh interpreter, as a user or a CI job runs it."""
     good, bad, out = store
