@@ -77,6 +77,8 @@ def main_bench() -> None:
         code, secs = run(["gate", "--baseline", str(base), "--sequential", "--model", model, "--policy", str(policy),
                           "--json", str(out), "--no-progress"])
         r = json.loads(out.read_text())
+        for note in r.get("notes", []):  # a baseline made elsewhere: its figures move a little
+            print(f"{name}: note: {note}")
         rows.append((name, r["verdict"], r["n_used"], r["n_total"], r["fraction_used"], secs,
                      {k: f"{v['verdict']}{' (fallback)' if v['fallback'] else ''} {v['n_used']}/{v['n_total']}"
                       for k, v in r["streams"].items()}))

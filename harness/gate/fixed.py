@@ -162,7 +162,7 @@ def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None
             if only:
                 not_compared.append({"task": task, "lang": lang, "reason": f"only in the {_other(only[0])} run"})
                 continue
-            _check_comparable(base, cand, task, lang, policy, warnings)
+            _refuse_differences(base, cand, task, lang, policy, warnings)
             if task in open_ended and judge is None:
                 reason = "open-ended: pass the judge directory of the two runs"
             elif task in open_ended and not judge.record.judgments_file(judge.pair, task, lang).is_file():
@@ -188,7 +188,7 @@ def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None
             if policy.metrics.get(task, (WIN_RATE,)) != (WIN_RATE,):
                 raise GlotbenchError(f"policy {policy.source}: metrics for {task} must be {WIN_RATE!r} "
                                      "(open-ended tasks are gated on the judge's win-rate)")
-            _judge_same_data(judge, task, langs, runs)
+            _check_judged_data(judge, task, langs, runs)
             gated = {WIN_RATE: {lang: _winrate_cell(judge, task, lang, policy) for lang in langs}}
         else:
             gated = _gated(task, langs, runs, policy, warnings)
@@ -233,7 +233,7 @@ def _other(missing_in: str) -> str:
     return "candidate" if missing_in == "baseline" else "baseline"
 
 
-def _check_comparable(base: RunRecord, cand: RunRecord, task: str, lang: str, policy: Policy,
+def _refuse_differences(base: RunRecord, cand: RunRecord, task: str, lang: str, policy: Policy,
                       warnings: list[str]) -> None:
     """Same data, same prompts (a prompt change is a warning when the policy allows it)."""
     for d in differences(base, cand, task, lang, kinds=("data_sha256", "prompt_sha256")):
@@ -376,7 +376,7 @@ def _judge_pair(path: Path, runs: dict[str, RunRecord], warnings: list[str]) -> 
     return _JudgePair(record, pair, "b" if a == nb else "a", {"baseline": nb, "candidate": nc})
 
 
-def _judge_same_data(judge: _JudgePair, task: str, langs: list[str], runs: dict[str, RunRecord]) -> None:
+def _check_judged_data(judge: _JudgePair, task: str, langs: list[str], runs: dict[str, RunRecord]) -> None:
     judged = judge.record.judged_runs()
     for side, name in judge.names.items():
         for lang in langs:
