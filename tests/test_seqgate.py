@@ -45,7 +45,9 @@ def test_the_same_model_passes_before_the_suite_ends(baseline, tmp_path, capsys)
         assert s["verdict"] == "pass" and s["fallback"] is None and s["mean_delta"] == 0
     assert result["fraction_used"] < 1 and result["n_total"] == 240
     assert result["requests"]["computed"] == 0  # every answer came from the baseline's cache
-    assert "glotbench gate (sequential): PASS" in capsys.readouterr().out
+    assert result["notes"] == [] and result["environment"] == []  # same machine, same libraries
+    out = capsys.readouterr().out
+    assert "glotbench gate (sequential): PASS" in out and "Note:" not in out
 
 
 def copy_run(src: Path, dst: Path) -> Path:
@@ -76,6 +78,22 @@ def test_exhausted_streams_fall_back_to_the_fixed_test(baseline, tmp_path):
         assert s["n_used"] == 120 and s["fallback"] is not None
         assert s["fallback"]["alpha"] == pytest.approx(0.025)
     assert code == 0
+
+
+def test_a_baseline_from_another_machine_gets_a_note(baseline, tmp_path, capsys):
+    moved = copy_run(baseline, tmp_path / "moved")
+    run = json.loads((baseline / "run.json").read_text())
+    run["provenance"]["host"]["platform"] = "Darwin-24.1-arm64"
+    run["provenance"]["versions"]["transformers"] = "4.0.0"
+    (moved / "run.json").write_text(json.dumps(run))
+    code, result = gate(tmp_path, moved, "--policy", str(policy(tmp_path, margins={"xwinograd": 0.2, "xcopa": 0.2})))
+    assert code == 0 and result["verdict"] == "pass"  # a note, not an error
+    assert [d["key"] for d in result["environment"]] == ["transformers", "platform"]
+    assert result["environment"][0]["baseline"] == "4.0.0"
+    [note] = result["notes"]
+    assert note.startswith("the baseline run and this evaluation of the candidate were made in different "
+                           "environments (transformers 4.0.0 vs ")
+    assert f"Note: {note}" in capsys.readouterr().out
 
 
 def test_a_baseline_on_other_data_is_refused(baseline, tmp_path, capsys):

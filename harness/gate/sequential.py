@@ -11,8 +11,11 @@ costs nothing) and feeds the paired per-example differences (candidate − basel
 :class:`glotbench.harness.gate.anytime.SequentialTest`: a betting test of H0 Δ ≤ −margin (pass when
 rejected) and of H0 Δ ≥ −margin (regression when rejected), each at alpha / k over the k
 streams (Bonferroni: any wrong decision in the suite has probability ≤ alpha, at whatever
-step it stops). Streams still open when their items run out fall back to the fixed gate's
-paired bootstrap on all items, at alpha / 2 (so the two looks together keep the error rate).
+step it stops, if the differences are exchangeable draws). Streams still open when their
+items run out fall back to the fixed gate's paired bootstrap on all items, at alpha / 2 per
+stream: that second look is not covered by Ville's inequality, so a stream that falls back
+can be wrong with probability up to alpha / k + alpha / 2 (union bound; the bootstrap is
+itself approximate). docs/gate.md says what is and is not guaranteed, with measurements.
 
 Metrics: per-example accuracies (differences in [−1, 1]); for translation, sentence-level
 chrF++ (differences in [−100, 100]) — the mean of sentence scores, not corpus chrF++, which
@@ -20,6 +23,10 @@ the fixed gate tests. Margins must be fixed before any data is seen: the policy'
 fixed gate's floor computed from the baseline alone (the minimum detectable effect of two
 runs as good as the baseline at that n). Open-ended tasks are not compared (they need a
 judge); xCOMET is left to the fixed gate.
+
+The baseline is read through :class:`~glotbench.harness.store.schema.RunRecord`. The candidate
+is evaluated here and now, so when this machine's library versions, host or device differ
+from the baseline's, the result carries a note (as the fixed gate's does).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.progress import progress_bar
 from glotbench.harness.gate.anytime import SequentialTest, batch_order
+from glotbench.harness.gate.fixed import environment_note
 from glotbench.harness.gate.paired_stats import mde, paired_bootstrap_delta
 from glotbench.harness.gate.policy import Policy
 from glotbench.harness.models.loader import load_backend
@@ -42,7 +50,12 @@ from glotbench.harness.run.cache import RequestCache
 from glotbench.harness.run.config import RunConfig
 from glotbench.harness.run.execute import answer_and_score
 from glotbench.harness.run.plan import Unit, generation_requests, plan, subset
-from glotbench.harness.store.rundir import read_run, read_samples
+from glotbench.harness.run.provenance import host, versions
+from glotbench.harness.store.schema import (
+    Environment,
+    RunRecord,
+    environment_differences,
+)
 
 CHRF = "chrf++"
 
@@ -52,7 +65,7 @@ def sequential_gate(baseline: Path, model: str, policy: Policy, *, batch: int = 
     started = time.time()
     if batch < 1:
         raise GlotbenchError(f"--batch must be >= 1, got {batch}")
-    base = read_run(baseline)
+    base = RunRecord.read(baseline)
     cfg = _config(base, model, device, batch_size)
     units = [u for u in plan(cfg) if not u.task.judged]
     not_compared = [f"{u.task.name}/{u.lang} (open-ended: needs a judge)" for u in plan(cfg) if u.task.judged]
@@ -64,7 +77,7 @@ def sequential_gate(baseline: Path, model: str, policy: Policy, *, batch: int = 
     for unit in units:
         if unit.task.output_type == "generate":
             generation_requests(unit, cfg, backend)
-        streams[f"{unit.task.name}/{unit.lang}"] = _stream(unit, base, baseline, policy)
+        streams[f"{unit.task.name}/{unit.lang}"] = _stream(unit, base, policy)
     k = len(streams)
     for s in streams.values():
         s["test"] = replace(s["test"], alpha=policy.alpha / k)
@@ -96,6 +109,7 @@ def sequential_gate(baseline: Path, model: str, policy: Policy, *, batch: int = 
     verdicts = [v["verdict"] for v in out_streams.values()]
     verdict = "regression" if "regression" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
     used = sum(v["n_used"] for v in out_streams.values())
+    env = environment_differences(base.environment, _here(backend.identity.device, backend.identity.dtype))
     return {
         "format": "glotbench-gate-sequential/1",
         "verdict": verdict,
@@ -104,17 +118,24 @@ def sequential_gate(baseline: Path, model: str, policy: Policy, *, batch: int = 
         "n_used": used, "n_total": total_items, "batch": batch, "steps": steps,
         "not_compared": not_compared,
         "requests": counts,
+        "notes": [environment_note(env, "the baseline run and this evaluation of the candidate")] if env else [],
+        "environment": [{"key": d.key, "baseline": d.a, "candidate": d.b} for d in env],
         "policy": {**asdict(policy), "alpha_per_stream": policy.alpha / k},
-        "provenance": {"baseline": {"path": str(baseline), "model": base["provenance"]["model"]},
+        "provenance": {"baseline": {"path": str(baseline), "model": base.model},
                        "candidate": {"model": asdict(backend.identity)},
                        "seconds": round(time.time() - started, 3)},
     }
 
 
-def _config(base: dict, model: str, device: str, batch_size: int) -> RunConfig:
+def _here(device: str, dtype: str) -> Environment:
+    """The environment the candidate is evaluated in, as a run made here would record it."""
+    return Environment(versions(), {k: v for k, v in host().items() if k != "torch"}, device, dtype)
+
+
+def _config(base: RunRecord, model: str, device: str, batch_size: int) -> RunConfig:
     """The baseline's own run config, with the candidate model."""
-    c = base["config"]
-    if "tasks" not in c or "imported" in c:
+    c = base.config
+    if "tasks" not in c or base.imported:
         raise GlotbenchError("the baseline is not a glotbench run of tasks (an import?)",
                              "pass a run directory written by glotbench run")
     keep = {f: c[f] for f in ("tasks", "langs", "limit", "data", "data_dir", "chat", "fewshot_as",
@@ -126,34 +147,33 @@ def _config(base: dict, model: str, device: str, batch_size: int) -> RunConfig:
     return RunConfig(**keep, model=model, device=device, batch_size=batch_size)
 
 
-def _stream(unit: Unit, base: dict, baseline: Path, policy: Policy) -> dict:
+def _stream(unit: Unit, base: RunRecord, policy: Policy) -> dict:
     task, lang = unit.task, unit.lang
     key = f"{task.name}/{lang}"
-    prov = base["provenance"]["tasks"].get(task.name, {}).get("languages", {}).get(lang)
-    if prov is None:
+    if not base.has(task.name, lang):
         raise GlotbenchError(f"the baseline has no {key}", "re-run the baseline")
-    if prov["data_sha256"] != unit.loaded.sha256:
+    prov = base.language_provenance(task.name, lang)
+    if prov.data_sha256 != unit.loaded.sha256:
         raise GlotbenchError(f"{key}: the data differs from the baseline's (data_sha256)",
                              "gate on the data the baseline was scored on (same --data / --data-dir)")
     prompts = json_sha256([[asdict(r) for r in reqs] for reqs in unit.requests])
-    if prompts != prov["prompt_sha256"] and not policy.allow_prompt_change:
+    if prompts != prov.prompt_sha256 and not policy.allow_prompt_change:
         raise GlotbenchError(f"{key}: the candidate's prompts differ from the baseline's (prompt_sha256; "
                              "a different chat template?)", "set allow_prompt_change: true in the policy "
                              "to gate anyway")
-    try:
-        records = {r["doc_id"]: r for r in read_samples(baseline, task.name, lang)}
-    except OSError:
-        raise GlotbenchError(f"baseline {baseline} lacks its samples of {key}",
-                             "the run directory is incomplete; regenerate it with glotbench run") from None
+    records = base.samples_by_id(task.name, lang)
     docs = [s.doc_id for s in unit.item_samples()]
     if set(docs) != set(records):
         raise GlotbenchError(f"{key}: the baseline scored other items ({len(records)} vs {len(docs)})",
                              "the baseline's run config must reproduce its items")
     metric = task.primary
-    if metric not in next(iter(records.values())):
+    if any(not isinstance(records[d].get(metric), int | float) for d in docs):
         raise GlotbenchError(f"{key}: the baseline records have no per-example {metric!r}",
                              "use the fixed gate (--candidate RUN)")
     values = np.array([float(records[d][metric]) for d in docs])
+    if not np.isfinite(values).all():
+        raise GlotbenchError(f"{key}: the baseline holds a non-finite per-example {metric!r}",
+                             "regenerate the baseline with glotbench run")
     bound = 100.0 if metric == CHRF else 1.0
     fixed = policy.margins.get(task.name)
     if isinstance(fixed, dict):
@@ -186,7 +206,7 @@ def _settle(s: dict, policy: Policy) -> dict:
                                resamples=policy.resamples)
     alpha = policy.alpha / 2
     out["verdict"] = "regression" if t.p_regression < alpha else "pass" if t.p_noninferior < alpha else "inconclusive"
-    out["fallback"] = {"delta": t.delta, "ci": list(t.ci), "p_noninferior": t.p_noninferior,
+    out["fallback"] = {"delta": t.delta, "ci": None if t.ci is None else list(t.ci), "p_noninferior": t.p_noninferior,
                        "p_regression": t.p_regression, "alpha": alpha}
     return out
 
@@ -198,6 +218,7 @@ def format_markdown(result: dict) -> str:
              f"`{result['provenance']['baseline']['path']}`: evaluated {result['n_used']} of "
              f"{result['n_total']} items ({100 * result['fraction_used']:.1f} %) in {result['steps']} step(s) of "
              f"{result['batch']} per stream.", "",
+             *[f"Note: {n}\n" for n in result.get("notes", [])],
              "| stream | metric | used | Δ (mean) | anytime CS | margin | e pass | e regr. | verdict |",
              "|:--|:--|--:|--:|:--|--:|--:|--:|:--|"]
     for key, s in result["streams"].items():
