@@ -17,6 +17,8 @@ Prompt = lm-eval 0.4.13 ``global_mmlu_full``: ``question.strip()``, the four opt
 ``A. …`` lines, ``Answer:``; examples end with `` <letter>`` and are joined by a blank
 line; no subject description (unlike the original MMLU harness). The five-shot block is the
 same for every question of a subject, so the backend computes its key/value cache once.
+A subject with fewer than five ``dev`` rows gets the rows it has (as lm-eval's ``first_n``
+sampler); the run names those subjects and their shot counts in its provenance.
 """
 
 from __future__ import annotations
@@ -47,12 +49,23 @@ def gold(row, where: str) -> int:
                         "fix the data (Global-MMLU answers are letters)") from None
 
 
+def shots_of(subject: str, pool: tuple[Sample, ...]) -> list:
+    """The first ``NUM_FEWSHOT`` dev rows of a subject, in pool order (fewer if it has fewer)."""
+    return [s.fields for s in pool if s.fields["subject"] == subject][:NUM_FEWSHOT]
+
+
+def shortfall(samples: tuple[Sample, ...], pool: tuple[Sample, ...]) -> dict[str, int]:
+    """Subjects of ``samples`` with fewer than ``NUM_FEWSHOT`` dev rows → how many they have."""
+    have: dict[str, int] = {}
+    for s in pool:
+        have[s.fields["subject"]] = have.get(s.fields["subject"], 0) + 1
+    subjects = dict.fromkeys(s.fields["subject"] for s in samples)
+    return {sub: have.get(sub, 0) for sub in sorted(subjects) if have.get(sub, 0) < NUM_FEWSHOT}
+
+
 def render(sample: Sample, pool: tuple[Sample, ...]) -> MultipleChoicePrompt:
     row = sample.fields
-    shots = [s.fields for s in pool if s.fields["subject"] == row["subject"]][:NUM_FEWSHOT]
-    if len(shots) < NUM_FEWSHOT:
-        raise DataError(f"global_mmlu/{sample.lang}: subject {row['subject']!r} has {len(shots)} dev "
-                        f"examples, needs {NUM_FEWSHOT}", "use the full dev split of the same config")
+    shots = shots_of(row["subject"], pool)
     where = f"global_mmlu/{sample.lang} dev"
     context = "".join(question_text(s) + " " + LETTERS[gold(s, where)] + "\n\n" for s in shots)
     context += question_text(row)
@@ -79,6 +92,7 @@ def _task(name: str, hub_id: str, languages: tuple[str, ...], title: str, lmeval
         lmeval_yaml=lmeval,
         breakdowns=("subject_category", "cultural_sensitivity_label"),
         balanced=("cultural_sensitivity_label", ("CS", "CA")),
+        fewshot_shortfall=shortfall,
     )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,21 @@ from tests.test_data_hub_fewshot import datasets_offline, fake_hub, on_hub  # no
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OUTPUTS = FIXTURES / "flores_outputs"
-SACREBLEU = shutil.which("sacrebleu")
+
+
+def sacrebleu_cli() -> list[str]:
+    """The sacrebleu command of the Python running the tests, never whatever PATH finds: the
+    console script next to ``sys.executable`` (a venv's bin/, not resolved through its
+    symlink), else in this interpreter's scripts folder, else ``python -m sacrebleu`` (the
+    same entry point; sacrebleu is a dependency, so one of them always exists)."""
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        for name in ("sacrebleu", "sacrebleu.exe"):
+            if (folder / name).is_file():
+                return [str(folder / name)]
+    return [sys.executable, "-m", "sacrebleu"]
+
+
+SACREBLEU = sacrebleu_cli()
 
 
 def test_default_directions_are_the_reports():
@@ -156,15 +171,24 @@ def output_sets() -> list[tuple[str, list[str], list[str]]]:
     return out
 
 
+def test_the_sacrebleu_cli_is_found_without_path():
+    """The CLI cross-checks below never skip: the command comes from this interpreter."""
+    assert SACREBLEU[0] == sys.executable or Path(SACREBLEU[0]).parent in (
+        Path(sys.executable).parent, Path(sysconfig.get_path("scripts")))
+    import sacrebleu
+
+    out = subprocess.run([*SACREBLEU, "--version"], capture_output=True, text=True, env={"PATH": ""}, check=True)
+    assert sacrebleu.__version__ in out.stdout + out.stderr
+
+
 def test_fixture_outputs_exist():
     sets = output_sets()
     assert len(sets) >= 2 and all(len(h) == len(r) == 50 for _, h, r in sets)
 
 
-@pytest.mark.skipif(SACREBLEU is None, reason="the sacrebleu CLI is not installed")
 @pytest.mark.parametrize(("name", "hyps", "refs"), output_sets(), ids=[s[0] for s in output_sets()])
 def test_chrf_equals_the_sacrebleu_cli(name, hyps, refs):
-    cli = subprocess.run([SACREBLEU, str(OUTPUTS / f"{name}.ref"), "-i", str(OUTPUTS / f"{name}.hyp"),
+    cli = subprocess.run([*SACREBLEU, str(OUTPUTS / f"{name}.ref"), "-i", str(OUTPUTS / f"{name}.hyp"),
                           "-m", "chrf", "--chrf-word-order", "2", "-b", "-w", "4"],
                          capture_output=True, text=True, check=True).stdout.strip()
     stats = [mt_metrics.chrf_segment(h, r)[0] for h, r in zip(hyps, refs)]
@@ -175,12 +199,11 @@ def test_chrf_equals_the_sacrebleu_cli(name, hyps, refs):
     assert summary["ci95"][0] < summary["value"] < summary["ci95"][1]
     assert summary == mt_metrics.chrf_summary(stats, seed=7)  # seeded
     # lm-eval's "chrf" is plain chrF (word order 0): a different number
-    plain = subprocess.run([SACREBLEU, str(OUTPUTS / f"{name}.ref"), "-i", str(OUTPUTS / f"{name}.hyp"),
+    plain = subprocess.run([*SACREBLEU, str(OUTPUTS / f"{name}.ref"), "-i", str(OUTPUTS / f"{name}.hyp"),
                             "-m", "chrf", "-b", "-w", "4"], capture_output=True, text=True).stdout.strip()
     assert plain != cli
 
 
-@pytest.mark.skipif(SACREBLEU is None, reason="the sacrebleu CLI is not installed")
 @pytest.mark.parametrize("method", ["bs", "ar"])
 def test_paired_test_equals_the_sacrebleu_cli(tmp_path, method):
     name, hyps, refs = output_sets()[0]
@@ -189,7 +212,7 @@ def test_paired_test_equals_the_sacrebleu_cli(tmp_path, method):
     (tmp_path / "base.txt").write_text("\n".join(base) + "\n", encoding="utf-8")
     ours = mt_metrics.paired_test(base, hyps, refs, method=method, seed=12345)
     fmt = ["-f", "json"] if method == "ar" else ["-f", "text"]
-    cli = subprocess.run([SACREBLEU, str(OUTPUTS / f"{name}.ref"), "-i", str(tmp_path / "base.txt"),
+    cli = subprocess.run([*SACREBLEU, str(OUTPUTS / f"{name}.ref"), "-i", str(tmp_path / "base.txt"),
                           str(OUTPUTS / f"{name}.hyp"), "-m", "chrf", "--chrf-word-order", "2",
                           f"--paired-{method}", *fmt], capture_output=True, text=True,
                          env={"SACREBLEU_SEED": "12345", "PATH": "/usr/bin:/bin"}, check=True).stdout

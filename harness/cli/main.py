@@ -1,14 +1,20 @@
 """The ``glotbench`` command: verb subcommands that parse flags and delegate.
 
-Domain errors (:class:`GlotbenchError`) print as one line and exit 2; ``--debug`` shows
-the traceback instead.
+Exit codes: 0 success; 2 a mistake the user can fix (:class:`GlotbenchError`: one line
+``glotbench: error: <problem> — <fix>``); 1 an operating-system error (disk full,
+permission denied: one line); 70 an internal error, i.e. a bug (one line
+``glotbench: internal error: …``, EX_SOFTWARE of sysexits.h); 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM; both clean up and say how to resume). ``--debug``
+(before or after the verb) shows the full traceback instead of the one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from glotbench.harness.cli import (
     compare,
@@ -26,18 +32,38 @@ from glotbench.harness.core.errors import GlotbenchError
 # The verbs in the order ``glotbench --help`` lists them; each module has register() and run().
 VERBS = (run, compare, judge, import_answers, table, report, gate, merge, tasks_verb)
 
+EXIT_OS_ERROR = 1
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+DEBUG_HELP = "show the full traceback of an error"
+# Verbs whose answers go to a request cache as they come: rerunning one resumes it.
+RESUMABLE = ("run", "judge")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="glotbench", description="Measure multilingual LLMs (the Aya Expanse evaluation suite).",
         epilog="examples:\n  glotbench run\n  glotbench tasks\n  glotbench run --help",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     for verb in VERBS:
         verb.register(sub)
+    # Users type the flag after the verb too (``glotbench run --debug``); SUPPRESS keeps a
+    # --debug given before the verb from being reset by the verb's default.
+    for verb_parser in sub.choices.values():
+        verb_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return p
 
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a CI timeout), raised like Ctrl-C so that a run cleans up after itself
+    (no partial directory, the cache closed) instead of dying mid-write."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 2
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    try:
+        return dispatch(args)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the verb; every failure becomes one line and an exit code (see the module docstring)."""
     try:
         return args.func(args)
     except GlotbenchError as exc:
@@ -53,10 +90,31 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"glotbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("glotbench: interrupted; finished requests are cached, rerun the same command to resume",
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"glotbench: {how}" + ("; finished requests are cached, rerun the same command to resume"
+                                     if args.verb in RESUMABLE else ""), file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except OSError as exc:  # the machine's, not glotbench's: disk full, permissions, a closed pipe
+        if args.debug:
+            raise
+        print(f"glotbench: error: {one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_OS_ERROR
+    except Exception as exc:  # a bug: say so in one line; --debug has the traceback
+        if args.debug:
+            raise
+        print(f"glotbench: internal error: {one_line(exc)} (a bug; rerun with --debug for the traceback)",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERNAL
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, at most 300 characters."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 if __name__ == "__main__":

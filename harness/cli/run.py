@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from glotbench.harness.cli.common import on_cpu
+from glotbench.harness.cli.common import names_list, on_cpu
 from glotbench.harness.cli.examples import (
     RUN_EXAMPLES,
 )
@@ -25,7 +25,10 @@ def register(sub) -> None:
     r.add_argument("--tasks", default=None,
                    help="comma-separated tasks or suites (default: the offline suite: every task "
                         "with bundled or --data-dir data; generative tasks limited on CPU)")
-    r.add_argument("--langs", default="all", help="comma-separated language codes, or 'all'")
+    r.add_argument("--langs", default="all",
+                   help="comma-separated language codes, or 'all'; any task takes ISO 639-1 (fr), ISO "
+                        "639-3 (fra) or FLORES-200 (fra_Latn: both directions with English) codes "
+                        "(docs/languages.md)")
     r.add_argument("--limit", type=int, default=None, help="first N items per language")
     r.add_argument("--output", default=None, help="run directory (default: results/<model>-<time>)")
     r.add_argument("--results-dir", default="results", help="parent of default run directories")
@@ -56,6 +59,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from glotbench.harness.store.rundir import check_new
+
+    if args.output:
+        check_new(Path(args.output))  # at once: not after minutes of loading data and the model
     from glotbench.harness.run.config import RunConfig
     from glotbench.harness.run.execute import execute
     from glotbench.harness.run.plan import plan
@@ -99,8 +106,7 @@ def run(args) -> int:
                           f"pass --tasks {name} for the task's own length", file=sys.stderr)
     else:
         names = registry.expand(args.tasks)
-    langs = None if args.langs.strip() in ("", "all") else tuple(
-        x.strip() for x in args.langs.split(",") if x.strip())
+    langs = None if args.langs.strip() in ("", "all") else tuple(names_list(args.langs) or ())
     cfg = RunConfig(tasks=tuple(names), langs=langs, model=args.model, limit=args.limit,
                     data=args.data, data_dir=args.data_dir, batch_size=args.batch_size,
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
@@ -109,11 +115,19 @@ def run(args) -> int:
                     task_max_new_tokens=task_tokens, task_langs=task_langs,
                     xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
                     xcomet_fp16=args.xcomet_fp16)
-    units = plan(cfg)
+    notes: list[str] = []
+    try:
+        units = plan(cfg, notes)
+    finally:  # the notes explain an error too (e.g. which tasks lacked the languages)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     path = execute(cfg, units, progress=not args.no_progress)
     from glotbench.harness.store.rundir import read_run
 
-    print(format_summary(read_run(path)))
+    run_data = read_run(path)
+    print(format_summary(run_data))
+    for note in summary_notes(run_data):
+        print(f"note: {note}")
     print(f"\nrun written to {path}")
     return 0
 
@@ -138,6 +152,26 @@ def format_summary(run: dict) -> str:
                     lines.append(f"{task:<14} {kind + name:<{width}} {metric:<16} {_num(part[kind]):>8} "
                                  f"{'':>7} {part['n']:>6}")
     return "\n".join(lines)
+
+
+def summary_notes(run: dict) -> list[str]:
+    """What the table alone would hide: languages left out of an average, NaN
+    log-likelihoods, confidence intervals that could not be computed."""
+    notes = []
+    for task, langs in run["results"].items():
+        for lang, cell in langs.items():
+            if cell.get("nan_logprobs"):
+                notes.append(f"{task}/{lang}: {cell['nan_logprobs']} of {cell['n']} items had a NaN "
+                             f"log-likelihood (never picked; such an item scores as wrong)")
+            if cell.get("ci95_note"):
+                notes.append(f"{task}/{lang}: {cell['ci95_note']}")
+        avg = run["averages"].get(task, {})
+        parts = [("", avg), *((f" {g}", x) for g, x in avg.get("groups", {}).items())]
+        parts += [(f" {m}", x) for m, x in avg.get("metrics", {}).items()]
+        for name, part in parts:
+            if part.get("missing"):
+                notes.append(f"{task}{name} macro/micro leave out {', '.join(part['missing'])} (no value)")
+    return notes
 
 
 def _num(value) -> str:

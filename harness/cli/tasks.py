@@ -29,5 +29,24 @@ def run(args) -> int:
 
     for suite, members in catalogue.SUITES.items():
         print(f"suite {suite}: {', '.join(members)}")
+    print_aliases([registry.get_task(name) for name in registry.task_names()])
     return 0
+
+
+def print_aliases(tasks) -> None:
+    """The codes --langs takes for each task beyond its own (from the one language table)."""
+    from glotbench.harness.taskapi.languages import ENGLISH_FLORES, aliases
+
+    print("\n--langs takes ISO 639-1 (fr), ISO 639-3 (fra) or FLORES-200 (fra_Latn) codes for every "
+          "task (docs/languages.md); where a task's own code differs:")
+    for task in tasks:
+        shown = []
+        for code, own in aliases(task).items():
+            if all("-" in c for c in own):  # translation directions: name the other side once
+                sides = dict.fromkeys(s for c in own for s in c.split("-") if s != ENGLISH_FLORES)
+                shown.append(f"{code}→{'+'.join(sides)}⇄en")
+            else:
+                shown.append(f"{code}→{'+'.join(own)}")
+        if shown:
+            print(f"  {task.name:<12} {' '.join(shown)}")
 

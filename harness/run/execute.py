@@ -8,12 +8,15 @@ run killed at any point and started again recomputes only the chunk that was in 
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from glotbench import harness
+from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.naming import timestamped
 from glotbench.harness.core.progress import progress_bar
@@ -29,7 +32,7 @@ from glotbench.harness.run.config import RunConfig
 from glotbench.harness.run.plan import Unit, generation_requests
 from glotbench.harness.run.provenance import host, merge_provenance, prompting
 from glotbench.harness.run.scoring import cell, choice_record, generation_record, task_averages
-from glotbench.harness.store.rundir import RunWriter
+from glotbench.harness.store.rundir import RunWriter, check_new
 from glotbench.harness.taskapi.registry import get_task
 
 # Requests answered between two commits to the cache: what a kill -9 can lose at most.
@@ -42,20 +45,23 @@ GEN_CHUNK_BATCHES = 4
 
 def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     started = time.time()
+    if cfg.output:
+        check_new(Path(cfg.output))  # before the model loads: a taken name fails at once
     backend = load_backend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
     name = cfg.output or str(Path(cfg.results_dir) / timestamped(backend.identity.name.split("/")[-1]))
     writer = RunWriter(Path(name))
-    cache = RequestCache(Path(cfg.cache_path) if cfg.cache_path else None)
-    for unit in units:
-        if unit.task.output_type == "generate":
-            generation_requests(unit, cfg, backend)
-    total = sum(len(k) for u in units for k in u.keys)
-    bar = progress_bar(total, "requests", "req", progress)
-    counts = {"total": total, "from_cache": 0, "computed": 0}
-    results: dict[str, dict[str, dict]] = {}
-    prov_tasks: dict[str, dict] = {}
-    timings: dict[str, float] = {}
+    cache = None
+    # Everything after the run directory is opened is inside this try: an error anywhere
+    # leaves no partial directory and no open cache database behind.
     try:
+        cache = open_cache(cfg)
+        for unit in units:
+            if unit.task.output_type == "generate":
+                generation_requests(unit, cfg, backend)
+        total = sum(len(k) for u in units for k in u.keys)
+        bar = progress_bar(total, "requests", "req", progress)
+        counts = {"total": total, "from_cache": 0, "computed": 0}
+        timings: dict[str, float] = {}
         scored = answer_and_score(units, backend, cache, bar, counts, timings)
         bar.close()
         extra: dict[str, tuple[str, ...]] = {}
@@ -67,6 +73,8 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
                 backend.release()  # every response is in hand: give the GPU to the xCOMET worker
             neural = comet.score_units(cfg, scored, cache, device=backend.identity.device, progress=progress)
             extra = {u.task.name: ("xcomet",) for u, _, _ in scored if u.task.source_field}
+        results: dict[str, dict[str, dict]] = {}
+        prov_tasks: dict[str, dict] = {}
         for unit, records, scores in scored:
             task = unit.task
             writer.write_samples(task.name, unit.lang, records)
@@ -75,12 +83,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
             prov_tasks.setdefault(task.name, {"version": task.version,
                                               "metrics": list(task.metrics) + list(extra.get(task.name, ())),
                                               "languages": {}, "prompting": prompting(unit, cfg, backend)})
-            prov_tasks[task.name]["languages"][unit.lang] = {
-                "data_source": unit.loaded.source,
-                "data_sha256": unit.loaded.sha256,
-                "n_available": len(unit.loaded.samples),
-                "prompt_sha256": json_sha256([[asdict(r) for r in reqs] for reqs in unit.requests]),
-            }
+            prov_tasks[task.name]["languages"][unit.lang] = language_provenance(unit)
         run = {
             "format": "glotbench-run/1",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -105,7 +108,35 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
         writer.abort()
         raise
     finally:
-        cache.close()
+        if cache is not None:
+            cache.close()
+
+
+def open_cache(cfg: RunConfig) -> RequestCache:
+    """The request cache; a file that is not a usable SQLite database is the user's to fix."""
+    try:
+        return RequestCache(Path(cfg.cache_path) if cfg.cache_path else None)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        where = cfg.cache_path or os.environ.get("GLOTBENCH_REQUEST_CACHE") or "the request cache"
+        raise GlotbenchError(f"cannot open the request cache {where}: {exc}",
+                             "remove or move that file (it is rebuilt on the next run), or point "
+                             "GLOTBENCH_REQUEST_CACHE elsewhere") from None
+
+
+def language_provenance(unit: Unit) -> dict:
+    """Where one task language's items came from, and how it was selected and prompted."""
+    out = {
+        "data_source": unit.loaded.source,
+        "data_sha256": unit.loaded.sha256,
+        "n_available": len(unit.loaded.samples),
+        "prompt_sha256": json_sha256([[asdict(r) for r in reqs] for reqs in unit.requests]),
+    }
+    if unit.requested and unit.requested != (unit.lang,):
+        out["requested_as"] = list(unit.requested)  # --langs ja ran XWinograd's jp
+    if unit.fewshot_short:
+        fs = unit.task.data.fewshot
+        out["fewshot_short"] = {"wanted": fs.num if fs else 0, "have": dict(unit.fewshot_short)}
+    return out
 
 
 def answer_and_score(units: list[Unit], backend: Backend, cache: RequestCache, bar, counts: dict,

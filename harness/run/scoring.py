@@ -14,6 +14,7 @@ from glotbench.harness.metrics.stats import averages, summarize
 
 
 def choice_record(doc_id: int, prompt: MultipleChoicePrompt, res: list[LoglikelihoodResult], score: dict) -> dict:
+    nan = {"nan_logprobs": score["nan_logprobs"]} if score.get("nan_logprobs") else {}
     return {
         "doc_id": doc_id,
         "target": prompt.gold,
@@ -25,6 +26,7 @@ def choice_record(doc_id: int, prompt: MultipleChoicePrompt, res: list[Loglikeli
              "is_greedy": r.is_greedy, "n_tokens": r.n_tokens}
             for p, r in zip(prompt.pairs, res)
         ],
+        **nan,
     }
 
 
@@ -61,6 +63,11 @@ def cell(task, samples, scores: list[dict], seed: int, extra: tuple[str, ...] = 
         out["metrics"] = metrics
     if task.output_type == "generate":
         out["unparsed"] = sum(1 for s in scores if not s.get("parsed", True))
+    nan = sum(1 for s in scores if s.get("nan_logprobs"))
+    if nan:  # items where a choice's log-likelihood was NaN: scored, never picked (absent: none)
+        out["nan_logprobs"] = nan
+    if "ci95_note" in head:
+        out["ci95_note"] = head["ci95_note"]
     if task.breakdowns:
         out["by"] = {}
         for name in task.breakdowns:

@@ -25,8 +25,9 @@ from pathlib import Path
 from glotbench import harness
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
-from glotbench.harness.store.rundir import RunWriter
+from glotbench.harness.store.rundir import RunWriter, check_new
 from glotbench.harness.taskapi import data as data_mod
+from glotbench.harness.taskapi.languages import task_codes
 from glotbench.harness.taskapi.registry import get_task
 
 
@@ -48,18 +49,36 @@ def _answer(row: dict, where: str) -> tuple[str, str, str | None]:
                              "see glotbench import-answers --help for the accepted formats") from None
 
 
+def task_lang(task, lang: str) -> str:
+    """The task's own code for ``--lang`` (any code of the language table: ``fr`` is Dolly's ``fra``)."""
+    own = task_codes(task, lang)
+    if len(own) == 1:
+        return own[0]
+    if not own:
+        task.check_langs([lang])  # raises, naming the task's languages and a close match
+    raise GlotbenchError(f"--lang {lang} is several languages of {task.name}: {', '.join(own)}",
+                         "pass one of them")
+
+
 def import_answers(file: Path, task_name: str, lang: str, output: Path, *, model: str | None = None,
                    data: str = "auto", data_dir: Path | None = None, limit: int | None = None) -> Path:
     task = get_task(task_name)
     if not task.judged:
         raise GlotbenchError(f"task {task_name!r} is not open-ended", "import answers for m_arenahard or dolly")
-    task.check_langs([lang])
+    lang = task_lang(task, lang)
+    check_new(Path(output))
     if not Path(file).is_file():
         raise GlotbenchError(f"answer file {file} does not exist", "pass a JSON-lines file of completions")
     raw = Path(file).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise GlotbenchError(f"{file} is not UTF-8 text (line {line}, byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
+                             "convert it to UTF-8 JSON lines (e.g. iconv -t UTF-8)") from None
     answers: dict[str, tuple[str, str | None]] = {}
     names = set()
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{file} line {lineno}"

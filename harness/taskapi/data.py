@@ -77,8 +77,8 @@ def _rows(task: Task, lang: str, source: str, root: Path) -> tuple[list[dict], l
     fs = task.data.fewshot
     if source == "hub":
         config = task.data.hub_config or task.data.hub_configs.get(lang, lang)
-        rows = read_hub(task, config, task.data.split, task.data.fields)
-        shots = read_hub(task, config, fs.split, fs.fields) if fs is not None else []
+        rows = read_hub(task, config, task.data.split, task.data.fields, lang)
+        shots = read_hub(task, config, fs.split, fs.fields, lang) if fs is not None else []
         if task.data.hub_select is not None:
             rows = task.data.hub_select(rows, lang)
             shots = task.data.hub_select(shots, lang) if shots else shots
@@ -134,7 +134,7 @@ def read_parallel(root: Path, template: str, sides: dict[str, str], task: Task, 
 
 def _hub_parallel(task: Task, config: str, split: str, sides: dict[str, str]) -> list[dict]:
     cols = {name: task.data.hub_field.format(lang=code) for name, code in sides.items()}
-    rows = read_hub(task, config, split, tuple(cols.values()))
+    rows = read_hub(task, config, split, tuple(cols.values()), "<code>")
     return [{name: row[col] for name, col in cols.items()} for row in rows]
 
 
@@ -219,7 +219,9 @@ def check_row(row: object, task: Task, where: str, fields: tuple[str, ...] | Non
     return row
 
 
-def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...]) -> list[dict]:
+def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...], lang: str | None = None) -> list[dict]:
+    """Rows of one hub config and split; a failure names the local file that would replace it
+    (``lang``: the task language, when the local layout is per language, not per config)."""
     try:
         import datasets
     except ImportError:
@@ -240,5 +242,5 @@ def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...]) -> li
         if hub_offline():
             why = f"offline mode is on ({why})"
         raise DataError(f"cannot load {task.data.hub_id} ({config}, {split}) from the hub: {why}",
-                        f"use a local copy: --data-dir DIR with {task.data.local.format(lang=config)}") from None
+                        f"use a local copy: --data-dir DIR with {task.data.local.format(lang=lang or config)}") from None
     return [check_row(dict(r), task, f"{task.data.hub_id} {split} row {i}", fields) for i, r in enumerate(ds)]

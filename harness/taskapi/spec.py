@@ -121,6 +121,10 @@ class Task:
     the judge pairs two runs' completions on it)."""
     language_name: Callable[[str], str] | None = None
     """Task language → its English name (the judge prompt's ``{language}``)."""
+    fewshot_shortfall: Callable[[tuple[Sample, ...], tuple[Sample, ...]], dict[str, int]] | None = None
+    """Few-shot tasks whose examples are drawn per group (Global-MMLU: per subject): (scored
+    samples, the language's pool) → {group: examples available} for the groups of those
+    samples that have fewer than ``data.fewshot.num``. Recorded in provenance and shown."""
 
     def supports(self, lang: str) -> bool:
         return lang in self.languages or (self.accepts is not None and self.accepts(lang))
@@ -151,12 +155,22 @@ class Task:
 
 
 def score_multiple_choice(prompt: MultipleChoicePrompt, results: list[LoglikelihoodResult]) -> dict:
-    """Accuracy by argmax log-likelihood; ties go to the first choice (as ``np.argmax``)."""
+    """Accuracy by argmax log-likelihood; ties go to the first choice (as ``np.argmax``).
+
+    A log-likelihood that is not a number (NaN, or +inf: a numerical failure, never a real
+    probability) is counted in ``nan_logprobs`` and can never be the prediction: ``np.argmax``
+    would pick the first NaN. When no choice has a usable value, ``pred`` is None and the
+    item scores 0. ``-inf`` (probability 0) is a real value and takes part as usual."""
     if len(results) != len(prompt.pairs):
         raise ValueError(f"{len(results)} results for {len(prompt.pairs)} choices")
-    lls = np.array([r.logprob for r in results])
-    pred = int(np.argmax(lls))
-    return {"pred": pred, "acc": float(pred == prompt.gold)}
+    lls = np.array([r.logprob for r in results], dtype=float)
+    bad = np.isnan(lls) | (lls == np.inf)
+    if not bad.any():
+        pred = int(np.argmax(lls))
+        return {"pred": pred, "acc": float(pred == prompt.gold)}
+    ok = np.flatnonzero(~bad)
+    pred = int(ok[np.argmax(lls[ok])]) if ok.size else None
+    return {"pred": pred, "acc": float(pred == prompt.gold), "nan_logprobs": int(bad.sum())}
 
 
 def literal(table: Mapping[str, Mapping[str, str]], task: str, lang: str, key: str) -> str:
