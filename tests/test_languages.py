@@ -57,6 +57,7 @@ CASES = [
     ("flores", "sw", ("swh_Latn-eng_Latn", "eng_Latn-swh_Latn")),  # beyond the default set
     ("flores", "deu_Latn-fra_Latn", ("deu_Latn-fra_Latn",)),
     ("flores", "en", ()),
+    ("flores", "ckb_Arab", ("ckb_Arab-eng_Latn", "eng_Latn-ckb_Arab")),  # FLORES code outside the table
     ("m_arenahard", "deu", ("de",)),
     ("include", "tl", ("tl",)), ("global_mmlu", "fil", ("fil",)), ("global_mmlu", "tl", ()),
 ]
@@ -149,3 +150,15 @@ def test_one_langs_runs_both_tasks(tmp_path, capsys, isolated_cache, tiny_model_
     langs = run["provenance"]["tasks"]["xwinograd"]["languages"]
     assert langs["jp"]["requested_as"] == ["ja"]
     assert "requested_as" not in run["provenance"]["tasks"]["mgsm"]["languages"]["ja"]
+
+
+def test_the_docs_table_is_the_module_table():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "languages.md").read_text(encoding="utf-8")
+    table = doc.split("## The table", 1)[1]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| language")]
+    want = [[lang.name, lang.iso1 or "–", " ".join(lang.iso3), " ".join(lang.flores) or "–", " ".join(lang.other)]
+            for lang in L.LANGUAGES]
+    assert rows == want, "docs/languages.md: regenerate the table from harness/taskapi/languages.py"

@@ -136,7 +136,7 @@ def unloadable(failed: list[tuple[str, DataError]]) -> DataError:
     first = failed[0][1]
     return DataError(f"cannot load the data of {shown} (first: {first.problem})",
                      (first.fix + "; " if first.fix else "")
-                     + "or run what has local data (glotbench tasks marks it) with --tasks/--langs")
+                     + "or run only what has local data (marked in 'glotbench tasks') with --tasks/--langs")
 
 
 def _counts(short: dict[str, int], keep: int = 6) -> str:

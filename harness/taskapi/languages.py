@@ -197,8 +197,8 @@ def task_codes(task: Task, code: str) -> tuple[str, ...]:
     if task.supports(code):
         return (code,)
     lang = lookup(code)
-    if lang is None:
-        return ()
+    if lang is None:  # a FLORES-200 code outside the table (ckb_Arab): its directions, if any
+        return tuple(_pairs(task, (code,))) if "_" in code else ()
     # A FLORES code keeps its script; any other code means every script of the language.
     flores = (code,) if code in lang.flores else lang.flores
     pairs = {f"{f}-{ENGLISH_FLORES}" for f in flores} | {f"{ENGLISH_FLORES}-{f}" for f in flores}
@@ -241,7 +241,7 @@ def select(tasks: list[Task], requested: tuple[str, ...]) -> Selection:
     does not know is a one-line error (a typo); a task without any of the languages is a
     note, never a silent drop."""
     for code in requested:
-        if lookup(code) is None and not any(t.supports(code) for t in tasks):
+        if lookup(code) is None and not any(task_codes(t, code) for t in tasks):
             known = sorted({c for t in tasks for c in t.languages} | set(_INDEX))
             names = ", ".join(t.name for t in tasks)
             raise GlotbenchError(
