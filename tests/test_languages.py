@@ -162,3 +162,17 @@ def test_the_docs_table_is_the_module_table():
     want = [[lang.name, lang.iso1 or "–", " ".join(lang.iso3), " ".join(lang.flores) or "–", " ".join(lang.other)]
             for lang in L.LANGUAGES]
     assert rows == want, "docs/languages.md: regenerate the table from harness/taskapi/languages.py"
+
+
+def test_default_run_notes_languages_without_local_data():
+    """The default run keeps each task's languages with local data (task_langs): --langs
+    names what that leaves out instead of reaching for the hub."""
+    notes: list[str] = []
+    units = plan(RunConfig(tasks=("m_arenahard", "mgsm"), langs=("de", "en"), limit=1,
+                           task_langs={"m_arenahard": ("en",)}), notes)
+    assert [(u.task.name, u.lang) for u in units] == [("m_arenahard", "en"), ("mgsm", "de"), ("mgsm", "en")]
+    assert "m_arenahard: no local data for de; it runs en" in notes
+    notes = []
+    plan(RunConfig(tasks=("m_arenahard", "mgsm"), langs=("de",), limit=1, task_langs={"m_arenahard": ("en",)}),
+         notes)
+    assert "not running m_arenahard: no local data for de (use --data hub or --data-dir)" in notes

@@ -122,8 +122,10 @@ def task_languages(cfg: RunConfig, tasks: list[Task],
         if task.name in cfg.task_langs:  # the default run: only languages with local data
             local = [(c, r) for c, r in chosen if c in cfg.task_langs[task.name]]
             if len(local) < len(chosen):
-                hub = [c for c, _ in chosen if c not in cfg.task_langs[task.name]]
-                notes.append(f"{task.name}: {', '.join(hub)} has no local data (use --data hub or --data-dir)")
+                hub = ", ".join(c for c, _ in chosen if c not in cfg.task_langs[task.name])
+                notes.append(f"{task.name}: no local data for {hub}; it runs {', '.join(c for c, _ in local)}"
+                             if local else f"not running {task.name}: no local data for {hub}"
+                             f" (use --data hub or --data-dir)")
             chosen = local
         out.append((task, chosen))
     return out
