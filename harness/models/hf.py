@@ -177,7 +177,7 @@ class HFBackend:
         shared = cached_shared(seqs, group)
         ids = torch.tensor([seqs[group.members[0]].tokens[:shared]], device=self.device)
         res = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        return [(layer.keys, layer.values) for layer in res.past_key_values.layers]
+        return [(layer.keys, layer.values) for layer in res.cache.layers]
 
     def _run_call(self, seqs: list[TokSeq], groups: list[Group], call: Call, kv, out: list) -> None:
         import torch
@@ -201,7 +201,9 @@ class HFBackend:
         if kv is not None:
             from transformers import DynamicCache
 
-            kwargs["past_key_values"] = DynamicCache(
+            # A fresh cache per call (the model appends this call's keys to it), holding the
+            # prefix's keys and values broadcast over the rows without a copy.
+            kwargs["cache"] = DynamicCache(
                 ddp_cache_data=[(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) for k, v in kv])
             allowed = torch.cat([torch.ones(n_rows, width, kv[0][0].shape[2], dtype=torch.bool), allowed], dim=2)
         keep_rows = torch.tensor([i for i, r in enumerate(rows) for _ in r["keep"]], device=self.device)
@@ -259,7 +261,7 @@ class HFBackend:
         import torch
 
         ids, pos = ids.to(self.device), pos.to(self.device)
-        use_cache = "past_key_values" in kwargs
+        use_cache = "cache" in kwargs
         if self._head_only is None:
             self._head_only = self._check_head_only()
         if self._head_only:
