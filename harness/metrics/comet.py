@@ -11,9 +11,13 @@ environment. glotbench keeps a dedicated virtualenv for it:
   as ready only once a marker file is written last, so a killed build is redone, never used.
 * :mod:`glotbench.harness.metrics.comet_worker` runs there and exchanges JSON files with this module.
 
-Segment scores are cached in the request cache under the model's identity (checkpoint
-content hash, or the hub id) and the (source, hypothesis, reference) triple, so re-running
-a finished run re-scores nothing.
+Segment scores are cached in the request cache under the model's identity and the (source,
+hypothesis, reference) triple, so re-running a finished run re-scores nothing. The identity
+(:func:`cache_identity`) holds everything that can change a score: the checkpoint's content
+hash (a hub id is resolved to the checkpoint in the local Hugging Face cache when it is
+there; a hub id is mutable), the versions of the libraries installed in the COMET
+environment (a user-provided ``GLOTBENCH_COMET_ENV`` or a rebuilt one can differ), the
+device class and the precision.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ REQUIREMENTS = ("torch==2.13.0", "unbabel-comet==2.2.7", "setuptools<81")
 WORKER = Path(__file__).resolve().parent / "comet_worker.py"
 READY = ".glotbench-ready"
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+ENV_LIBRARIES = ("unbabel-comet", "torch", "transformers", "tokenizers", "numpy")
+"""Libraries of the COMET environment that compute a score; their versions are in the key."""
 
 
 class CometError(GlotbenchError):
@@ -127,9 +133,12 @@ def _last_line(path: Path) -> str:
 
 
 def model_identity(model: str) -> str:
-    """Cache identity of a COMET model: the checkpoint's content hash for a local one (plus
-    its hparams), the hub id otherwise."""
+    """Cache identity of a COMET model: the checkpoint's content hash (plus its hparams) for a
+    local one or a hub id already in the local Hugging Face cache, the hub id otherwise (not
+    downloaded yet: the worker fetches it, and the next run keys it by content)."""
     path = Path(model).expanduser()
+    if not path.exists() and HUB_ID.fullmatch(model) and not model.startswith("."):
+        path = _hub_checkpoint(model) or path
     if path.is_dir():
         path = path / "checkpoints" / "model.ckpt"
     if path.is_file():
@@ -143,6 +152,43 @@ def model_identity(model: str) -> str:
                      f"or a hub id such as {DEFAULT_MODEL}")
 
 
+def _hub_checkpoint(repo_id: str) -> Path | None:
+    """The checkpoint of a hub COMET model in the local Hugging Face cache (COMET's hub layout:
+    ``checkpoints/model.ckpt`` beside ``hparams.yaml``), None when it is not there."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo_id, "checkpoints/model.ckpt")
+    return Path(found) if isinstance(found, str) else None
+
+
+def env_versions(python: Path) -> dict[str, str | None]:
+    """Versions of :data:`ENV_LIBRARIES` in the COMET environment of ``python`` (None: not
+    installed), read from package metadata without importing them (~50 ms)."""
+    code = ("import importlib.metadata as m, json\n"
+            "def v(n):\n"
+            "    try:\n        return m.version(n)\n"
+            "    except m.PackageNotFoundError:\n        return None\n"
+            f"print(json.dumps({{n: v(n) for n in {list(ENV_LIBRARIES)!r}}}))")
+    proc = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise CometError(f"cannot read the library versions of the COMET environment {python.parent.parent} "
+                         f"(exit status {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1][:200]})",
+                         "remove that directory (glotbench rebuilds it) or point GLOTBENCH_COMET_ENV at a "
+                         "working virtualenv with unbabel-comet") from None
+
+
+def cache_identity(model: str, versions: dict[str, str | None], gpus: int, fp16: bool) -> str:
+    """The request-cache identity of xCOMET scores: the model and precision (the ``identity``
+    a run records), the COMET environment's library versions and the device class (GPU and
+    CPU kernels round differently)."""
+    libs = ",".join(f"{k}={v}" for k, v in sorted(versions.items()))
+    return f"{model_identity(model)}{'|fp16' if fp16 else ''}|{libs}|{'cuda' if gpus else 'cpu'}"
+
+
 def score(segments: list[dict], model: str = DEFAULT_MODEL, *, batch_size: int = 8, gpus: int = 0,
           fp16: bool = False, cache=None, env: Path | None = None,
           progress: bool = False) -> tuple[list[dict], dict]:
@@ -151,22 +197,26 @@ def score(segments: list[dict], model: str = DEFAULT_MODEL, *, batch_size: int =
     them), and what produced them. ``fp16``: half precision, as the comet-score CLI runs
     (faster on a GPU; scores differ from float32 in the 4th decimal, so it is part of the
     cache identity)."""
+    python = ensure_env(env)  # before the cache: its library versions are part of the key
+    versions = env_versions(python)
     identity = model_identity(model) + ("|fp16" if fp16 else "")
+    space = cache_identity(model, versions, gpus, fp16)
     keys = [json_sha256([s["src"], s["mt"], s["ref"]]) for s in segments]
-    found = dict(cache.get_many(identity, keys)) if cache is not None else {}
+    found = dict(cache.get_many(space, keys)) if cache is not None else {}
     todo = list(dict.fromkeys(k for k in keys if k not in found))
     info = {"model": model, "identity": identity, "segments": len(segments),
             "from_cache": sum(1 for k in keys if k in found), "computed": len(todo),
-            "batch_size": batch_size, "gpus": gpus, "precision": "fp16" if fp16 else "fp32"}
+            "batch_size": batch_size, "gpus": gpus, "precision": "fp16" if fp16 else "fp32",
+            "env_versions": versions, "cache_identity": space}
     if todo:
         by_key = dict(zip(keys, segments))
         batch = [{"src": by_key[k]["src"], "mt": by_key[k]["mt"], "ref": by_key[k]["ref"]} for k in todo]
-        out = _run_worker(ensure_env(env), model, batch, batch_size, gpus, fp16, progress)
+        out = _run_worker(python, model, batch, batch_size, gpus, fp16, progress)
         spans = out.get("error_spans") or [None] * len(todo)
         values = [{"score": s, "error_spans": e} for s, e in zip(out["scores"], spans)]
         found.update(zip(todo, values))
         if cache is not None:
-            cache.put_many(identity, list(zip(todo, values)))
+            cache.put_many(space, list(zip(todo, values)))
         info.update({k: out[k] for k in ("checkpoint", "comet_version", "model_class", "seconds")})
     return [found[k] for k in keys], info
 

@@ -22,11 +22,16 @@ from glotbench.harness.core.records import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from glotbench.harness.core.versions import ANSWER_LIBRARIES, library_versions
 from glotbench.harness.models.prefix import Call, Group, cached_shared, plan_calls, plan_groups
 from glotbench.harness.models.prefix import Sequence as TokSeq
 from glotbench.harness.models.protocol import ModelIdentity
 
-HASHED_FILES = ("*.safetensors", "*.bin", "config.json", "tokenizer*", "*.model", "*.tiktoken")
+# Every file that can change an answer: weights, the model config, the tokenizer (fast, slow
+# and sentencepiece forms, special and added tokens) and the generation defaults.
+HASHED_FILES = ("*.safetensors", "*.bin", "config.json", "generation_config.json", "tokenizer*",
+                "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model",
+                "*.tiktoken")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -41,6 +46,36 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "cuda"):
         raise GlotbenchError(f"unknown device {device!r}", "use --device cpu, cuda or auto")
     return device
+
+
+def hardware(device: str) -> str:
+    """The compute class answers depend on: the GPU's name, or the vector instruction set
+    torch's CPU kernels dispatch to."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu:{torch.backends.cpu.get_cpu_capability()}"
+
+
+def hub_snapshot(repo_id: str, commit: str | None) -> Path:
+    """The local directory a hub model was just loaded from (its snapshot in the Hugging Face
+    cache), so that its files are hashed like a local model's.
+
+    Identified by content, not by name and commit: a hub id is mutable, and a snapshot whose
+    commit cannot be resolved (``commit`` None) would otherwise share cache entries across
+    revisions. The blobs are hashed once (memoised on path, size and mtime)."""
+    from transformers.utils.hub import cached_file
+
+    try:
+        config = cached_file(repo_id, "config.json", revision=commit, local_files_only=True)
+    except (OSError, ValueError):  # huggingface_hub's "not in the local cache" errors
+        config = None
+    if not config:
+        raise ModelError(f"cannot find the files of hub model {repo_id!r} in the local Hugging Face "
+                         "cache to identify them", f"download it (hf download {repo_id} --local-dir DIR) "
+                         "and pass --model hf:DIR")
+    return Path(config).parent
 
 
 class HFBackend:
@@ -97,13 +132,12 @@ class HFBackend:
                              "pass a transformers model directory: --model hf:/path/to/model") from None
         self.model.to(self.device).eval()
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
-        if local.exists():
-            weights = dir_sha256(local, HASHED_FILES)
-        else:
-            weights = f"hub:{path}@{getattr(self.model.config, '_commit_hash', None) or 'unknown'}"
+        files = local if local.exists() else hub_snapshot(path, getattr(self.model.config, "_commit_hash", None))
         self.identity = ModelIdentity(
-            backend="hf", name=name or path, weights_sha256=weights,
+            backend="hf", name=name or path, weights_sha256=dir_sha256(files, HASHED_FILES),
             dtype=str(self.model.dtype).removeprefix("torch."), device=self.device,
+            hardware=hardware(self.device), attn_implementation=self.model.config._attn_implementation,
+            libraries=library_versions(ANSWER_LIBRARIES),
         )
         tok = self.tokenizer
         self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id

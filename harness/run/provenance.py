@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from glotbench.harness.core.hashing import json_sha256
+from glotbench.harness.core.versions import library_versions
 from glotbench.harness.models.protocol import Backend
 from glotbench.harness.run.config import RunConfig
 from glotbench.harness.run.plan import Unit
@@ -32,6 +33,12 @@ def host() -> dict:
 
     return {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+
+
+def versions() -> dict[str, str | None]:
+    """``provenance.versions``: the libraries a run's numbers depend on (None: not installed).
+    float32 results move slightly between versions; the gate names a difference here."""
+    return library_versions()
 
 
 def merge_provenance(model: str) -> dict:
