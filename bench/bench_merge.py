@@ -22,14 +22,18 @@ a child forked from this process would inherit its high-water mark) belong to th
   the ratios; for linear and ties the two outputs are compared tensor by tensor (max |Δ| in
   float32; TIES differs where bfloat16 deltas tie at the trim threshold, see training/merge/select.py).
 
-glotbench records the sha256 of its inputs in the manifest, memoised on (path, size, mtime):
-that one-off cost is timed separately, before the merges, so every merge finds it memoised.
+glotbench records the sha256 of every input file in its manifest (memoised on path, size
+and mtime in the glotbench cache directory). mergekit hashes nothing, so glotbench's timed
+merges include that work: each runs with an empty ``GLOTBENCH_CACHE`` of its own and hashes
+all its inputs (on a thread beside the merge, as ``glotbench merge`` does for files it has
+not hashed before). The sha256 of the inputs alone is also timed, separately, for reference.
 Timings are noisy when other work shares the 2 cores; use --repeat N (the minimum is kept).
 Merged outputs are deleted after each method; inputs stay cached.
 
     python bench/bench_merge.py                          # everything (~2.5 GB x 4 built once)
     python bench/bench_merge.py --methods linear --chunk-mb 16 --repeat 3
     python bench/bench_merge.py --mergekit ''            # glotbench only
+    python bench/bench_merge.py --tiny                   # a smoke test: 4 x 3 MB checkpoints
 """
 
 from __future__ import annotations
@@ -50,26 +54,36 @@ ROOT = Path(__file__).resolve().parent.parent
 LLAMA = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
              num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True,
              max_position_embeddings=131072, rms_norm_eps=1e-5)
-N_MODELS, SHARD_BYTES, SEED = 4, 2 * 1000**3, 1234
+TINY = dict(LLAMA, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=2048, max_position_embeddings=512)
+"""--tiny: the same tensor names at ~1.5M parameters, sharded at 1 MB (the index path too)."""
+N_MODELS, SHARD_BYTES, TINY_SHARD_BYTES, SEED = 4, 2 * 1000**3, 1000**2, 1234
 LINEAR_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
-DEFAULT_MK = "/tmp/mk/bin/mergekit-yaml"
 GIB = 1024**3
 
 
-def build_models(root: Path, layers: int) -> list[Path]:
+def default_mergekit() -> str:
+    """mergekit-yaml of the environment tests/test_merge_mergekit.py builds, if it is there."""
+    from glotbench.harness.core.paths import cache_dir
+
+    env = os.environ.get("GLOTBENCH_MERGEKIT_ENV")
+    binary = (Path(env) if env else cache_dir() / "mergekit-0.1.5") / "bin" / "mergekit-yaml"
+    return str(binary) if binary.is_file() else ""
+
+
+def build_models(root: Path, arch: dict, shard_bytes: int) -> list[Path]:
     """Four checkpoint directories under ``root`` (built unless the marker says they are there)."""
     import safetensors.torch
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    spec = {**LLAMA, "num_hidden_layers": layers, "seed": SEED, "models": N_MODELS, "version": 2}
+    spec = {**arch, "seed": SEED, "models": N_MODELS, "shard_bytes": shard_bytes, "version": 3}
     dirs = [root / f"m{i}" for i in range(N_MODELS)]
     marker = root / "COMPLETE.json"
     if marker.is_file() and json.loads(marker.read_text()) == spec:
         return dirs
     shutil.rmtree(root, ignore_errors=True)
-    config = LlamaConfig(**{**LLAMA, "num_hidden_layers": layers}, dtype="bfloat16",
-                         architectures=["LlamaForCausalLM"])
+    config = LlamaConfig(**arch, dtype="bfloat16", architectures=["LlamaForCausalLM"])
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()
@@ -77,7 +91,7 @@ def build_models(root: Path, layers: int) -> list[Path]:
     shards, size = [[]], 0  # save_pretrained's split: in order, a new shard when the next would overflow
     for name, shape in shapes.items():
         nbytes = 2 * torch.Size(shape).numel()
-        if shards[-1] and size + nbytes > SHARD_BYTES:
+        if shards[-1] and size + nbytes > shard_bytes:
             shards.append([])
             size = 0
         shards[-1].append(name)
@@ -166,13 +180,13 @@ json.dump({"wall": time.perf_counter() - t0, "status": status, "maxrss_kb": ru.r
 """
 
 
-def run_child(cmd: list[str], log: Path) -> dict:
+def run_child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
     """Run ``cmd``: wall seconds, its own peak RSS (GiB) and exit status."""
     load = os.getloadavg()[0]
     stats = log.with_suffix(".rusage.json")
     with open(log, "w") as out:
         subprocess.run([sys.executable, "-c", LAUNCHER, str(stats), *cmd], stdout=out, stderr=subprocess.STDOUT,
-                       cwd=ROOT, check=True)
+                       cwd=ROOT, check=True, env=env)
     ru = json.loads(stats.read_text())
     rc = os.waitstatus_to_exitcode(ru["status"])
     res = {"wall_s": round(ru["wall"], 2), "peak_rss_gib": round(ru["maxrss_kb"] * 1024 / GIB, 3),
@@ -231,18 +245,25 @@ def main() -> int:
     ap.add_argument("--workdir", default="/tmp/glotbench-bench-merge")
     ap.add_argument("--methods", default="linear,ties,dare_ties")
     ap.add_argument("--chunk-mb", type=int, default=None, help="passed to glotbench merge (its default: 4)")
-    ap.add_argument("--mergekit", default=DEFAULT_MK if os.path.exists(DEFAULT_MK) else "",
-                    help=f"mergekit-yaml binary ('' to skip; default {DEFAULT_MK} if present)")
+    ap.add_argument("--mergekit", default=None,
+                    help="mergekit-yaml binary ('' to skip; default: the one tests/test_merge_mergekit.py "
+                         "builds under the glotbench cache, if present)")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each thing (the minimum is reported)")
-    ap.add_argument("--layers", type=int, default=LLAMA["num_hidden_layers"], help="smaller models for a smoke test")
+    ap.add_argument("--layers", type=int, default=None, help="number of layers (default 16; 2 with --tiny)")
+    ap.add_argument("--tiny", action="store_true", help="a smoke test: 4 checkpoints of ~3 MB each")
     ap.add_argument("--out", default="bench/out/merge.json")
     args = ap.parse_args()
     import yaml
 
-    work = Path(args.workdir)
+    if args.mergekit is None:
+        args.mergekit = default_mergekit()
+    arch = dict(TINY if args.tiny else LLAMA)
+    if args.layers is not None:
+        arch["num_hidden_layers"] = args.layers
+    work = Path(args.workdir) / ("tiny" if args.tiny else "")
     methods = args.methods.split(",")
     print(f"building / reusing {N_MODELS} checkpoints under {work}/models", flush=True)
-    dirs = build_models(work / "models", args.layers)
+    dirs = build_models(work / "models", arch, TINY_SHARD_BYTES if args.tiny else SHARD_BYTES)
     files = [f for d in dirs for f in weight_files(d)]
     input_bytes = sum(f.stat().st_size for f in files)
     shapes = tensor_shapes(dirs[0])
@@ -251,25 +272,25 @@ def main() -> int:
     print(f"inputs: {len(files)} files, {input_bytes / 1e9:.2f} GB; {params / 1e9:.3f}B parameters per model; "
           f"largest tensor {largest[1]} {largest[0] / 1e6:.0f} MB", flush=True)
 
-    from glotbench.harness.core.hashing import memo_file_sha256
+    from glotbench.harness.core.hashing import file_sha256
 
-    t0 = time.perf_counter()  # glotbench hashes its inputs once (memoised by path, size, mtime)
-    for f in files:
-        memo_file_sha256(f)
-    hash_s = time.perf_counter() - t0
-    print(f"input sha256 for glotbench's manifest (memoised on path, size, mtime: ~0 s once done): {hash_s:.1f} s",
-          flush=True)
     read_all(dirs)
     cat_all(dirs)  # warm the page cache
+    t0 = time.perf_counter()  # for reference: every merge below does this work again, timed
+    for f in files:
+        file_sha256(f)
+    hash_s = time.perf_counter() - t0
+    print(f"sha256 of the inputs alone (one thread, warm page cache): {hash_s:.1f} s; glotbench's timed merges "
+          "include it (each starts with an empty hash memo)", flush=True)
     read_s = min(read_all(dirs) for _ in range(args.repeat))
     cat_s = min(cat_all(dirs) for _ in range(args.repeat))
     print(f"warm page cache: safetensors get_tensor of all inputs {read_s:.1f} s; cat > /dev/null {cat_s:.1f} s",
           flush=True)
     result = {"host": {"cpus": os.cpu_count(), "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1),
                        "python": platform.python_version()},
-              "models": N_MODELS, "layers": args.layers, "params_per_model": params,
+              "models": N_MODELS, "layers": arch["num_hidden_layers"], "tiny": args.tiny, "params_per_model": params,
               "input_bytes": input_bytes, "largest_tensor": {"name": largest[1], "bytes": largest[0]},
-              "page_cache": "warm", "input_hash_s": round(hash_s, 2), "read_safetensors_s": round(read_s, 2), "cat_s": round(cat_s, 2),
+              "page_cache": "warm", "input_hash_s": round(hash_s, 2), "merge_includes_input_hashing": True, "read_safetensors_s": round(read_s, 2), "cat_s": round(cat_s, 2),
               "chunk_mb": args.chunk_mb, "repeat": args.repeat, "mergekit": args.mergekit or None, "runs": []}
     if not args.mergekit:
         print("note: no mergekit-yaml given or found; skipping the comparison", flush=True)
@@ -286,10 +307,15 @@ def main() -> int:
                 cmd = [args.mergekit, str(cfg_path), str(out), "--lazy-unpickle", "--no-cuda", "--no-copy-tokenizer",
                        "--random-seed", "0", "--quiet"]
             runs = []
-            for _ in range(args.repeat):
+            for k in range(args.repeat):
                 shutil.rmtree(out, ignore_errors=True)
+                env = None
+                if tool == "glotbench":  # an empty hash memo: this merge hashes its inputs, timed
+                    memo = work / f"glotbench-cache-{method}-{k}"
+                    shutil.rmtree(memo, ignore_errors=True)
+                    env = {**os.environ, "GLOTBENCH_CACHE": str(memo)}
                 cat_all(dirs)  # re-warm: outputs written meanwhile may have pushed inputs out
-                runs.append(run_child(cmd, work / f"{tool}-{method}.log"))
+                runs.append(run_child(cmd, work / f"{tool}-{method}.log", env))
                 print(f"  {method:9s} {tool:9s} {runs[-1]['wall_s']:7.1f} s  peak RSS {runs[-1]['peak_rss_gib']:.2f} GiB",
                       flush=True)
             ok = [r for r in runs if r["rc"] == 0]
@@ -308,19 +334,23 @@ def main() -> int:
                 shutil.rmtree(out, ignore_errors=True)
 
     by = {(r["method"], r["tool"]): r for r in result["runs"]}
-    lines = [f"{N_MODELS} x {params / 1e9:.2f}B-parameter bf16 checkpoints, {input_bytes / 1e9:.2f} GB of inputs "
-             f"(largest tensor {largest[0] / 1e6:.0f} MB), page cache warm, {os.cpu_count()} CPUs",
+    size = f"{params / 1e9:.2f}B" if params >= 1e8 else f"{params / 1e6:.1f}M"
+    lines = [f"{N_MODELS} x {size}-parameter bf16 checkpoints, {input_bytes / 1e9:.3g} GB of inputs "
+             f"(largest tensor {largest[0] / 1e6:.0f} MB), page cache warm, {os.cpu_count()} CPUs; "
+             "glotbench's wall time includes the sha256 of all its inputs (mergekit hashes nothing)",
              "| method | tool | wall s | x safetensors read | peak RSS GiB | wall vs mergekit | RSS vs mergekit |",
              "|---|---|---|---|---|---|---|",
              f"| (read inputs) | safetensors get_tensor | {read_s:.1f} | 1.00 | - | - | - |",
-             f"| (read inputs) | cat > /dev/null | {cat_s:.1f} | {cat_s / read_s:.2f} | - | - | - |"]
+             f"| (read inputs) | cat > /dev/null | {cat_s:.1f} | {cat_s / read_s:.2f} | - | - | - |",
+             f"| (hash inputs) | sha256, one thread | {hash_s:.1f} | {hash_s / read_s:.2f} | - | - | - |"]
     for r in result["runs"]:
         mk = by.get((r["method"], "mergekit"))
         good = r["rc"] == 0 and mk and mk["rc"] == 0
         rw = f"{r['wall_s'] / mk['wall_s']:.2f}" if good and r["tool"] == "glotbench" else "-"
         rm = f"{r['peak_rss_gib'] / mk['peak_rss_gib']:.2f}" if good and r["tool"] == "glotbench" else "-"
         wall = f"{r['wall_s']:.1f}" if r["rc"] == 0 else f"failed (rc {r['rc']})"
-        lines.append(f"| {r['method']} | {r['tool']} | {wall} | {r['wall_s'] / read_s:.2f} | "
+        tool = "glotbench (incl. input sha256)" if r["tool"] == "glotbench" else r["tool"]
+        lines.append(f"| {r['method']} | {tool} | {wall} | {r['wall_s'] / read_s:.2f} | "
                      f"{r['peak_rss_gib']:.2f} | {rw} | {rm} |")
     for method, c in result.get("output_diff", {}).items():
         lines.append(f"\n{method}: glotbench vs mergekit output, max |Δ| (float32) {c['max_abs_diff']:.3g} in "
