@@ -30,7 +30,7 @@ from glotbench.harness.models.protocol import Backend
 from glotbench.harness.run.cache import RequestCache
 from glotbench.harness.run.config import RunConfig
 from glotbench.harness.run.plan import Unit, generation_requests
-from glotbench.harness.run.provenance import host, merge_provenance, prompting
+from glotbench.harness.run.provenance import host, merge_provenance, prompting, versions
 from glotbench.harness.run.scoring import cell, choice_record, generation_record, task_averages
 from glotbench.harness.store.rundir import RunWriter, check_new
 from glotbench.harness.taskapi.registry import get_task
@@ -100,6 +100,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
                 "batch_size": cfg.batch_size,
                 "device": backend.identity.device,
                 "host": host(),
+                "versions": versions(),
                 "timings_s": {"total": round(time.time() - started, 3), **timings},
             },
         }
