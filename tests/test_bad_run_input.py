@@ -196,14 +196,16 @@ def test_ctrl_c_then_the_same_command_with_output_resumes(tiny_model_dir, tmp_pa
     --output: nothing is left under that name, and the rerun reuses the cached answers."""
     db = tmp_path / "requests.sqlite"
     out = tmp_path / "results" / "run"
-    cmd = [sys.executable, "-m", "glotbench.harness.cli", "run", "--model", f"hf:{tiny_model_dir}",
-           "--tasks", "xcopa", "--langs", "et,zh", "--limit", "60", "--batch-size", "1", "--device", "cpu",
-           "--no-progress", "--output", str(out)]
+    args = ["run", "--model", f"hf:{tiny_model_dir}", "--tasks", "xcopa", "--langs", "et,zh", "--limit", "60",
+            "--batch-size", "1", "--device", "cpu", "--no-progress", "--output", str(out)]
+    cmd = [sys.executable, "-m", "glotbench.harness.cli", *args]
     env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(db)}
-    # A shell that starts jobs in the background ignores SIGINT, and children inherit that:
-    # restore the default so Python installs its KeyboardInterrupt handler.
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # A shell that starts jobs in the background ignores SIGINT, and children inherit that, so
+    # Python would install no KeyboardInterrupt handler: the interrupted process restores it,
+    # as a terminal has it, then runs the same command line.
+    with_ctrl_c = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                   "from glotbench.harness.cli.main import main; sys.exit(main(sys.argv[1:]))", *args]
+    proc = subprocess.Popen(with_ctrl_c, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while cached_rows(db) == 0 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
