@@ -265,6 +265,35 @@ def test_hub_offline_fails_fast_with_one_line(xcopa, datasets_offline, monkeypat
     assert "--data-dir" in msg and "xcopa/et/test.et.jsonl" in msg
 
 
+@pytest.mark.parametrize("error", [ConnectionError("connection reset"), FileNotFoundError("no such config"),
+                                   ValueError("BuilderConfig 'xx' not found")])
+def test_a_hub_failure_is_one_line(xcopa, monkeypatch, error):
+    import datasets
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(datasets, "load_dataset", fail)
+    with pytest.raises(DataError, match=f"cannot load cambridgeltl/xcopa .*{type(error).__name__}"):
+        load(xcopa, "et", "hub")
+
+
+@pytest.mark.parametrize("bug", [TypeError("unexpected keyword"), KeyError("features"),
+                                 AttributeError("no attribute 'split'")])
+def test_a_bug_during_a_hub_load_is_not_reported_as_a_hub_failure(xcopa, monkeypatch, bug):
+    """Only what says the data cannot be had is a hub failure; a programming error keeps its
+    type and traceback (the CLI prints it as an internal error, --debug shows it)."""
+    import datasets
+
+    def fail(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(datasets, "load_dataset", fail)
+    with pytest.raises(type(bug)) as exc:
+        load(xcopa, "et", "hub")
+    assert not isinstance(exc.value, GlotbenchError)
+
+
 # --- availability ------------------------------------------------------------------------
 
 

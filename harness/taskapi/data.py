@@ -219,6 +219,26 @@ def check_row(row: object, task: Task, where: str, fields: tuple[str, ...] | Non
     return row
 
 
+def _hub_failures() -> tuple[type[BaseException], ...]:
+    """What a hub load raises when the *data* cannot be had: transport and HTTP errors, offline
+    mode, a missing repository, config, split or file (OSError and its subclasses carry most of
+    them in huggingface_hub and datasets), datasets' own errors, and ValueError for an unknown
+    config or split name. Anything else (TypeError, KeyError, AttributeError …) is a bug in
+    glotbench or a library and keeps its traceback instead of posing as a hub failure."""
+    from datasets.exceptions import DatasetsError
+    from huggingface_hub import errors as hub_errors
+
+    kinds: list[type[BaseException]] = [OSError, ValueError, DatasetsError, hub_errors.EntryNotFoundError,
+                                        hub_errors.RevisionResolutionError]
+    try:
+        import httpx
+
+        kinds.append(httpx.HTTPError)
+    except ImportError:  # huggingface_hub without httpx (older releases use requests: OSError)
+        pass
+    return tuple(kinds)
+
+
 def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...], lang: str | None = None) -> list[dict]:
     """Rows of one hub config and split; a failure names the local file that would replace it
     (``lang``: the task language, when the local layout is per language, not per config)."""
@@ -237,7 +257,7 @@ def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...], lang:
                 raise
             ds = datasets.load_dataset(task.data.hub_id, config, split=split,
                                        revision="refs/convert/parquet")
-    except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
+    except _hub_failures() as exc:
         why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
         if hub_offline():
             why = f"offline mode is on ({why})"
