@@ -22,6 +22,7 @@ from glotbench.harness.metrics.stats import averages, bootstrap_ci, summarize
 from glotbench.harness.run.config import RunConfig
 from glotbench.harness.run.plan import plan
 from glotbench.harness.run.scoring import cell, choice_record, task_averages
+from glotbench.harness.store.schema import RunRecord
 from glotbench.harness.taskapi.registry import get_task
 from glotbench.harness.taskapi.spec import score_multiple_choice
 
@@ -90,7 +91,7 @@ def test_an_average_names_the_languages_it_leaves_out():
                                                               "languages": 0, "missing": ["zh"]}
 
 
-def test_the_run_summary_names_what_an_average_left_out():
+def test_the_run_summary_names_what_an_average_left_out(tmp_path):
     task = get_task("xcopa")
     p = prompt(2, 0)
     good = [score_multiple_choice(p, lls(-1.0, -2.0)), score_multiple_choice(p, lls(-2.0, -1.0))]
@@ -100,6 +101,7 @@ def test_the_run_summary_names_what_an_average_left_out():
            "provenance": {"tasks": {"xcopa": {"metrics": ["acc"]}}}}
     json.dumps(run)
     assert run["averages"]["xcopa"]["missing"] == ["zh"]
+    run = RunRecord(tmp_path, {**run, "format": "glotbench-run/1", "config": {}})
     notes = summary_notes(run)
     assert "xcopa macro/micro leave out zh (no value)" in notes
     assert any(n.startswith("xcopa/sw: 2 of 2 items had a NaN log-likelihood") for n in notes)

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from glotbench.harness.cli.common import names_list, on_cpu
-from glotbench.harness.cli.examples import (
-    RUN_EXAMPLES,
-)
+from glotbench.harness.cli.examples import RUN_EXAMPLES
+from glotbench.harness.store.schema import RunRecord
 
 # Items per language of a generative task in the default run on CPU (see run()).
 CPU_DEFAULT_GEN_LIMIT = 2
@@ -122,50 +121,50 @@ def run(args) -> int:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     path = execute(cfg, units, progress=not args.no_progress)
-    from glotbench.harness.store.rundir import read_run
-
-    run_data = read_run(path)
-    print(format_summary(run_data))
-    for note in summary_notes(run_data):
+    run = RunRecord.read(path)
+    print(format_summary(run))
+    for note in summary_notes(run):
         print(f"note: {note}")
     print(f"\nrun written to {path}")
     return 0
 
 
-def format_summary(run: dict) -> str:
-    width = max([5] + [len(lang) + 6 for langs in run["results"].values() for lang in langs])
+def format_summary(run: RunRecord) -> str:
+    """The table ``glotbench run`` prints: every metric of every cell, then the averages."""
+    width = max([5] + [len(lang) + 6 for task in run.tasks() for lang in run.languages(task)])
     lines = [f"{'task':<14} {'lang':<{width}} {'metric':<16} {'value':>8} {'± se':>7} {'n':>6} {'unparsed':>8}"]
-    for task, langs in run["results"].items():
-        metrics = run["provenance"]["tasks"][task].get("metrics", ["acc"])
-        for lang, cell in langs.items():
+    for task in run.tasks():
+        metrics = run.metrics(task) or ["acc"]
+        for lang in run.languages(task):
             for i, metric in enumerate(metrics):
-                part = cell if i == 0 else cell["metrics"][metric]
-                value = part[metric] if i == 0 else part["value"]
-                se = f"{part['stderr']:.4f}" if part["stderr"] is not None else "-"
-                bad = str(cell["unparsed"]) if "unparsed" in cell and i == 0 else ""
-                lines.append(f"{task:<14} {lang:<{width}} {metric:<16} {_num(value):>8} {se:>7} {part['n']:>6} {bad:>8}")
-        avg = run["averages"][task]
-        for i, metric in enumerate(metrics):
-            a = avg if i == 0 else avg["metrics"][metric]
-            for name, part in [("", a), *((f" {g}", x) for g, x in a.get("groups", {}).items())]:
+                m = run.metric(task, lang, metric)
+                value, se, n = (m.value, m.stderr, m.n) if m else (None, None, run.n(task, lang) or 0)
+                unparsed = run.cell(task, lang).get("unparsed")
+                bad = str(unparsed) if unparsed is not None and i == 0 else ""
+                lines.append(f"{task:<14} {lang:<{width}} {metric:<16} {_num(value):>8} "
+                             f"{'-' if se is None else f'{se:.4f}':>7} {n:>6} {bad:>8}")
+        for metric in metrics:
+            avg = run.averages(task, metric)
+            for name, part in [("", avg), *((f" {g}", x) for g, x in avg.get("groups", {}).items())]:
                 for kind in ("macro", "micro"):
-                    lines.append(f"{task:<14} {kind + name:<{width}} {metric:<16} {_num(part[kind]):>8} "
-                                 f"{'':>7} {part['n']:>6}")
+                    lines.append(f"{task:<14} {kind + name:<{width}} {metric:<16} {_num(part.get(kind)):>8} "
+                                 f"{'':>7} {part.get('n', 0):>6}")
     return "\n".join(lines)
 
 
-def summary_notes(run: dict) -> list[str]:
+def summary_notes(run: RunRecord) -> list[str]:
     """What the table alone would hide: languages left out of an average, NaN
     log-likelihoods, confidence intervals that could not be computed."""
     notes = []
-    for task, langs in run["results"].items():
-        for lang, cell in langs.items():
+    for task in run.tasks():
+        for lang in run.languages(task):
+            cell = run.cell(task, lang)
             if cell.get("nan_logprobs"):
                 notes.append(f"{task}/{lang}: {cell['nan_logprobs']} of {cell['n']} items had a NaN "
                              f"log-likelihood (never picked; such an item scores as wrong)")
             if cell.get("ci95_note"):
                 notes.append(f"{task}/{lang}: {cell['ci95_note']}")
-        avg = run["averages"].get(task, {})
+        avg = run.averages(task)
         parts = [("", avg), *((f" {g}", x) for g, x in avg.get("groups", {}).items())]
         parts += [(f" {m}", x) for m, x in avg.get("metrics", {}).items()]
         for name, part in parts:
