@@ -151,3 +151,13 @@ def test_default_run_is_the_offline_suite_with_generation_limited_on_cpu(monkeyp
     with pytest.raises(_Captured):
         main(["run", "--device", "cpu", "--tasks", "mgsm", "--debug"])
     assert seen["cfg"].task_limits == {} and seen["cfg"].tasks == ("mgsm",)
+
+
+def test_a_closed_pipe_ends_quietly():
+    """``glotbench tasks | head -1``: the reader leaves early; no traceback, no error line."""
+    proc = subprocess.Popen([sys.executable, "-m", "glotbench.harness.cli", "tasks"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == "", err

@@ -4,7 +4,8 @@ Exit codes: 0 success; 2 a mistake the user can fix (:class:`GlotbenchError`: on
 ``glotbench: error: <problem> — <fix>``); 1 an operating-system error (disk full,
 permission denied: one line); 70 an internal error, i.e. a bug (one line
 ``glotbench: internal error: …``, EX_SOFTWARE of sysexits.h); 130 interrupted (Ctrl-C), 143
-terminated (SIGTERM; both clean up and say how to resume). ``--debug``
+terminated (SIGTERM; both clean up and say how to resume); 141 the reader of stdout went
+away (``glotbench … | head``: silent). ``--debug``
 (before or after the verb) shows the full traceback instead of the one line.
 """
 
@@ -36,6 +37,7 @@ EXIT_OS_ERROR = 1
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 DEBUG_HELP = "show the full traceback of an error"
 # Verbs whose answers go to a request cache as they come: rerunning one resumes it.
 RESUMABLE = ("run", "judge")
@@ -97,7 +99,10 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"glotbench: {how}" + ("; finished requests are cached, rerun the same command to resume"
                                      if args.verb in RESUMABLE else ""), file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-    except OSError as exc:  # the machine's, not glotbench's: disk full, permissions, a closed pipe
+    except BrokenPipeError:  # `glotbench … | head`: the reader has what it wanted; end quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:  # the machine's, not glotbench's: disk full, permissions
         if args.debug:
             raise
         print(f"glotbench: error: {one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
@@ -108,6 +113,15 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"glotbench: internal error: {one_line(exc)} (a bug; rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
 
 
 def one_line(exc: BaseException) -> str:
