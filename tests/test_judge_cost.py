@@ -155,3 +155,16 @@ def test_base_url_judges_need_no_consent_and_max_cost_caps_them_too(runs, tmp_pa
         assert server.stats()["requests"] == max(k for k in range(29) if sum(request_costs(a, b)[:k]) <= 0.05)
 
 
+
+
+def test_an_existing_output_is_refused_before_the_judge_loads(runs, tmp_path, capsys):
+    """A taken --output is one line before any judge model loads or a request is estimated,
+    and leaves no partial directory or cache behind."""
+    a, b = runs
+    out = tmp_path / "taken"
+    out.mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    err = one_line_error(capsys, ["judge", "--a", str(a), "--b", str(b), "--judge", "hf:/nonexistent/model",
+                                  "--output", str(out), "--no-progress"])
+    assert "already exists" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

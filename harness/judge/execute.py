@@ -33,7 +33,7 @@ from glotbench.harness.judge.winrate import (
 )
 from glotbench.harness.models.openai_client import cost_usd
 from glotbench.harness.run.cache import RequestCache
-from glotbench.harness.store.rundir import RunWriter
+from glotbench.harness.store.rundir import RunWriter, check_new
 
 
 # ---------------------------------------------------------------------------- results
@@ -42,6 +42,8 @@ def execute(cfg: JudgeConfig, meta: dict, items: list[Item], prompt: JudgePrompt
     """Judge ``items`` (after the spending check of :func:`glotbench.harness.judge.spend.preflight`,
     whose estimate goes to ``say``, default stdout) and write the judge directory; returns its path."""
     started = time.time()
+    if cfg.output:
+        check_new(Path(cfg.output))  # before a judge model loads or anything is estimated
     spending = spending or Spending()
     client = make_judge(cfg)
     cache = RequestCache(Path(cfg.cache_path) if cfg.cache_path else None)
