@@ -328,3 +328,15 @@ def test_comet_hub_model_is_identified_by_its_cached_checkpoint(tmp_path, monkey
     assert comet.model_identity("Unbabel/XCOMET-XL") not in (first, "xcomet:hub:Unbabel/XCOMET-XL")
     shutil.rmtree(repo)  # not downloaded yet: keyed by the id until the worker has fetched it
     assert comet.model_identity("Unbabel/XCOMET-XL") == "xcomet:hub:Unbabel/XCOMET-XL"
+
+
+def test_a_file_that_is_not_a_cache_is_one_line_and_closed(tmp_path):
+    """Every user of the cache (run, judge, sequential gate) gets the same one-line error, and
+    the half-open connection is closed, not left to the garbage collector."""
+    from glotbench.harness.core.errors import GlotbenchError
+    from glotbench.harness.run.cache import RequestCache
+
+    junk = tmp_path / "requests.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(GlotbenchError, match="cannot open the request cache .*requests.sqlite"):
+        RequestCache(junk)

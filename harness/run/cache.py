@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
+from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.paths import cache_dir
 from glotbench.harness.core.records import GenerationRequest, LoglikelihoodRequest
@@ -42,10 +43,16 @@ class RequestCache:
         self.path = Path(path) if path else Path(default)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._retry(lambda: self._db.execute(SCHEMA))
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._retry(lambda: self._db.execute(SCHEMA))
+        except sqlite3.DatabaseError as exc:  # not a database (a stray file, a truncated copy)
+            self._db.close()
+            raise GlotbenchError(f"cannot open the request cache {self.path}: {exc}",
+                                 "remove or move that file (it is rebuilt on the next run), or point "
+                                 "GLOTBENCH_REQUEST_CACHE elsewhere") from None
 
     def get_many(self, model: str, keys: list[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
