@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -22,15 +22,17 @@ def test_gguf_is_found_without_importing_the_package():
 def test_converted_cache_has_the_gguf_logits(embedded_dir):
     from transformers import AutoModelForCausalLM
 
-    t0 = time.time()
     cached = AutoModelForCausalLM.from_pretrained(embedded_dir).eval()
-    reload_s = time.time() - t0
     gguf = embedded.gguf_path()
     original = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     ids = torch.tensor([[1, 504, 3458, 282, 4119, 30, 378, 253, 3037, 28, 2]])
     with torch.inference_mode():
         assert torch.equal(cached(ids).logits, original(ids).logits)
-    assert reload_s < 10
+    # What makes later loads fast (~0.1 s vs ~23 s to dequantise the GGUF) is checked by its
+    # cause, not the clock: the cache is plain float32 safetensors, with no quantisation left.
+    assert (embedded_dir / "model.safetensors").is_file() and not list(embedded_dir.glob("*.gguf"))
+    assert "quantization_config" not in json.loads((embedded_dir / "config.json").read_text())
+    assert cached.dtype == torch.float32
     assert (embedded_dir / "glotbench-source.json").is_file()
     assert embedded.converted_dir() == embedded_dir  # second call: no new conversion
 
