@@ -8,11 +8,13 @@ layout of ``run.json`` is written down once::
     created       ISO time
     config        the RunConfig, verbatim
     results       task → language → cell: {<headline metric>: value, n, stderr, ci95,
-                  [metrics: {metric: {value, n, stderr, ci95}}], [unparsed], [by], [balanced]}
-    averages      task → {macro, micro, n, languages, [groups], [metrics: {metric: ...}]}
+                  [metrics: {metric: {value, n, stderr, ci95}}], [unparsed], [by], [balanced],
+                  [nan_logprobs], [ci95_note]}
+    averages      task → {macro, micro, n, languages, [missing], [groups], [metrics: {metric: ...}]}
     provenance    glotbench_version, model {backend, name, weights_sha256, dtype, device, ...},
                   tasks: task → {version, metrics, prompting, languages: lang → {data_source,
-                  data_sha256, prompt_sha256, n_available, ...}}, requests, seed, batch_size,
+                  data_sha256, prompt_sha256, n_available, [requested_as], [fewshot_short]}}},
+                  requests, seed, batch_size,
                   device, host, [versions], timings_s
 
 Reading is strict at the edge: a missing, unreadable, truncated or foreign ``run.json`` is one
