@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_resume import cached_rows
 
 from glotbench.harness.cli.main import EXIT_INTERNAL, main
 from glotbench.harness.core.errors import GlotbenchError
@@ -180,16 +180,6 @@ def test_finish_and_abort_remove_an_empty_partial_folder(tmp_path):
 
 
 # --- Ctrl-C, then the same command ----------------------------------------------------------
-
-def cached_rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=30) as con:
-            return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
 
 def test_ctrl_c_then_the_same_command_with_output_resumes(tiny_model_dir, tmp_path):
     """The hint printed on Ctrl-C ("rerun the same command to resume") holds with an explicit

@@ -9,8 +9,9 @@ import io
 import sys
 
 import pytest
+import test_judge
 from openai_server import OpenAIServer
-from test_judge import fault_free_results, judge_args, make_run, one_line_error, read
+from test_judge import fault_free_results, judge_args, one_line_error, read
 
 from glotbench.harness.cli.main import main
 from glotbench.harness.judge.config import JudgeConfig
@@ -18,19 +19,10 @@ from glotbench.harness.judge.pairing import plan
 from glotbench.harness.models import openai_client
 from glotbench.harness.models.openai_client import estimate_prompt_tokens
 
-
-@pytest.fixture()
-def runs(tmp_path):
-    """Model A and model B (one answer the same as A's: 28 judge requests for 30 judgments)."""
-    a = make_run(tmp_path, "model-a", lambda i: f"Answer number {i} from model A.")
-    b = make_run(tmp_path, "model-b", lambda i: f"Model B says {i * 7}." if i != 3 else "Answer number 3 from model A.")
-    return a, b
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GLOTBENCH_REQUEST_CACHE", str(tmp_path / "cache.sqlite"))
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+# The judge tests' fixtures, shared: runs A and B (one answer the same: 28 judge requests for
+# 30 judgments) and a request cache of their own, with no API key in the environment.
+runs = test_judge.runs
+isolated_cache = test_judge.isolated_cache
 
 
 class Terminal(io.StringIO):
