@@ -184,3 +184,28 @@ def test_no_traceback_in_a_real_process(store):
         assert_one_line_error(proc.returncode, proc.stderr, str(bad / "run.json"), "is not valid JSON")
         assert proc.stdout == ""
     assert listing(out) == set()
+
+
+@pytest.mark.parametrize("args", [["-o", "{out}"], ["-o", "{out}/r.html", "--figures", "{out}/r.html.txt"]])
+def test_report_outputs_that_cannot_be_written_are_refused_first(store, capsys, args):
+    """-o naming a directory (or --figures naming a file) is one line before the report is built."""
+    good, _, out = store
+    (out / "r.html.txt").write_text("a file, not a folder")
+    before = listing(out)
+    code = main(["report", str(good), *(a.format(out=out) for a in args)])
+    assert_one_line_error(code, capsys.readouterr().err, "cannot write")
+    assert listing(out) == before
+
+
+def test_results_are_readable_by_the_other_users_of_a_shared_results_directory(store):
+    """Atomic writes go through a mkstemp file (mode 0600); the result takes the umask's mode."""
+    good, _, out = store
+    old = os.umask(0o022)
+    try:
+        assert main(["gate", "--baseline", str(good), "--candidate", str(good), "--json", str(out / "g.json"),
+                     "--markdown", str(out / "g.md")]) == 0
+        assert main(["report", str(good), "-o", str(out / "r.html")]) == 0
+    finally:
+        os.umask(old)
+    for name in ("g.json", "g.md", "r.html"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name

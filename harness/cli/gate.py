@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from glotbench.harness.cli.examples import GATE_EXAMPLES
 from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.paths import check_writable
 
 
 def register(sub) -> None:
@@ -37,14 +37,14 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
-    from glotbench.harness.core.hashing import write_json_atomic
+    from glotbench.harness.core.hashing import write_text_atomic
     from glotbench.harness.gate.fixed import exit_code, gate
     from glotbench.harness.gate.markdown import format_markdown
     from glotbench.harness.gate.policy import load_policy
 
     policy = load_policy(args.policy)
     for out in (Path(f) for f in (args.json, args.markdown) if f):
-        _check_writable(out)  # before the gate runs (the sequential one takes minutes)
+        check_writable(out)  # before the gate runs (the sequential one takes minutes)
     if args.sequential:
         if not args.model or args.candidate:
             raise GlotbenchError("--sequential evaluates a model: pass --model SPEC (and no --candidate)",
@@ -63,24 +63,11 @@ def run(args) -> int:
                       Path(args.judgments) if args.judgments else None)
         text = format_markdown(result)
     print(text)
-    try:
-        if args.json:
-            write_json_atomic(Path(args.json), json.loads(json.dumps(result, default=str)), indent=1)
-        if args.markdown:
-            Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.markdown).write_text(text + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise GlotbenchError(f"cannot write {exc.filename}: {exc.strerror}", "pass a writable path") from None
+    outputs = [(args.json, json.dumps(json.loads(json.dumps(result, default=str)), indent=1, ensure_ascii=False)
+                + "\n"), (args.markdown, text + "\n")]
+    for out, content in ((Path(f), c) for f, c in outputs if f):
+        try:
+            write_text_atomic(out, content)
+        except OSError as exc:
+            raise GlotbenchError(f"cannot write {out}: {exc.strerror}", "pass a writable path") from None
     return exit_code(result)
-
-
-def _check_writable(out: Path) -> None:
-    """``out`` can be written: not a directory, and its nearest existing ancestor is a
-    writable directory (missing directories are created when the result is written)."""
-    if out.is_dir():
-        raise GlotbenchError(f"cannot write {out}: it is a directory", "pass a file path")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise GlotbenchError(f"cannot write {out}: {parent} is not a writable directory", "pass a writable path")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from glotbench.harness.core.paths import check_writable
+
 
 def register(sub) -> None:
     rp = sub.add_parser("report", help="one self-contained HTML leaderboard from runs and judge directories",
@@ -21,6 +23,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from glotbench.harness.report.collect import report_from_store
 
+    check_writable(Path(args.output))  # before the report is built
+    if args.figures:
+        check_writable(Path(args.figures), "directory")
     out = report_from_store([Path(p) for p in args.paths], Path(args.output), args.title,
                             Path(args.figures) if args.figures else None)
     print(f"report written to {out['report']}" + (f" ({len(out['files']) - 1} figure files)" if args.figures else ""))

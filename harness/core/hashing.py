@@ -63,13 +63,25 @@ def _read_json(path: Path) -> dict:
 
 def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
     """Write JSON via a temporary file and rename: readers never see half a file."""
+    write_text_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` via a temporary file and rename: a reader sees the old file or the new
+    one, never half of one. The file gets the mode a plain ``open()`` would give it (the
+    umask's), or the mode of the file it replaces — results are for sharing, and mkstemp's
+    0600 would hide them from the other users of a shared results directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=indent, ensure_ascii=False)
-            f.write("\n")
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,3 +22,22 @@ def hub_offline() -> bool:
         return bool(constants.HF_HUB_OFFLINE)
     except ImportError:
         return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def check_writable(out: Path, kind: str = "file") -> None:
+    """``out`` can be written as a ``kind`` ("file" or "directory"): a file path is not a
+    directory, a directory path is not a file, and the nearest existing ancestor is a writable
+    directory (missing directories are created when the output is written). Checked before
+    the work that produces the output, so a mistake costs a second, not the whole run."""
+    from glotbench.harness.core.errors import GlotbenchError
+
+    out = Path(out)
+    if kind == "file" and out.is_dir():
+        raise GlotbenchError(f"cannot write {out}: it is a directory", "pass a file path, e.g. report.html")
+    if kind == "directory" and out.exists() and not out.is_dir():
+        raise GlotbenchError(f"cannot write into {out}: it is a file", "pass a directory path")
+    parent = out if kind == "directory" and out.is_dir() else out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise GlotbenchError(f"cannot write {out}: {parent} is not a writable directory", "pass a writable path")

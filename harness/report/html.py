@@ -21,8 +21,6 @@ import html
 import json
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from glotbench.harness import __version__
+from glotbench.harness.core.hashing import write_text_atomic
 from glotbench.harness.core.naming import slug
 from glotbench.harness.report.figures import (
     MISSING,
@@ -171,23 +170,7 @@ def _notes(notes: Sequence[str], ident: str) -> str:
 
 def write_report(html: str, path: Path) -> None:
     """Write ``html`` to ``path`` atomically: a reader sees the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600; a report is for sharing, so give it the mode a plain
-        # open() would (the umask's), or the mode of the file it replaces.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(Path(path), html)
 
 
 def _language_section(i: int, task: str, frame: pd.DataFrame, fmt: str) -> str:
