@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from glotbench.harness.cli.main import main
+from glotbench.harness.cli.main import EXIT_INTERNAL, main
 from glotbench.harness.judge.config import JudgeConfig
 from glotbench.harness.judge.engine import Engine
 from glotbench.harness.judge.execute import execute
@@ -410,7 +410,7 @@ def test_unreadable_replies_are_recorded_not_raised(runs, tmp_path):
     assert all(r["outcome"] == "invalid" and r["error"] == "UnreadableReply: the reply has no choices" for r in judged)
 
 
-def test_a_programming_error_is_raised_not_recorded_as_an_api_error(runs, tmp_path, monkeypatch):
+def test_a_programming_error_is_raised_not_recorded_as_an_api_error(runs, tmp_path, monkeypatch, capsys):
     """Only the service's failures are API errors: a bug in the engine's client raises as
     itself, and so does one inside the real OpenAI-protocol client, with nothing written."""
     with pytest.raises(ZeroDivisionError):
@@ -431,8 +431,10 @@ def test_a_programming_error_is_raised_not_recorded_as_an_api_error(runs, tmp_pa
     assert not (tmp_path / "j").exists()
     monkeypatch.setattr(openai_client, "ChatReply", ChatReply)
     monkeypatch.setattr(JudgePrompt, "parse", lambda self, text: 1 / 0)  # a bug in the engine's own code
-    with OpenAIServer() as server, pytest.raises(ZeroDivisionError):
-        main(["--debug", *judge_args(a, b, server, tmp_path / "j")])  # --debug: the traceback, not one line
+    with OpenAIServer() as server:
+        assert main(["--debug", *judge_args(a, b, server, tmp_path / "j")]) == EXIT_INTERNAL
+    err = capsys.readouterr().err  # --debug: the traceback, not one line, and the bug's exit code
+    assert "Traceback" in err and "ZeroDivisionError" in err and "API error" not in err
     assert not (tmp_path / "j").exists()
 
 

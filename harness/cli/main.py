@@ -1,12 +1,13 @@
 """The ``glotbench`` command: verb subcommands that parse flags and delegate.
 
 Exit codes: 0 success; 2 a mistake the user can fix (:class:`GlotbenchError`: one line
-``glotbench: error: <problem> — <fix>``); 1 an operating-system error (disk full,
-permission denied: one line); 70 an internal error, i.e. a bug (one line
+``glotbench: error: <problem> — <fix>``); 1 a verdict of the verb (gate: a regression; judge:
+API errors after all retries, or the ``--max-cost`` stop); 74 an operating-system error (disk
+full, permission denied: one line, EX_IOERR); 70 an internal error, i.e. a bug (one line
 ``glotbench: internal error: …``, EX_SOFTWARE of sysexits.h); 130 interrupted (Ctrl-C), 143
 terminated (SIGTERM; both clean up and say how to resume); 141 the reader of stdout went
 away (``glotbench … | head``: silent). ``--debug``
-(before or after the verb) shows the full traceback instead of the one line.
+(before or after the verb) shows the full traceback instead of the one line, with the same exit code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from glotbench.harness.cli import (
     compare,
@@ -33,7 +35,7 @@ from glotbench.harness.core.errors import GlotbenchError
 # The verbs in the order ``glotbench --help`` lists them; each module has register() and run().
 VERBS = (run, compare, judge, import_answers, table, report, gate, merge, tasks_verb)
 
-EXIT_OS_ERROR = 1
+EXIT_OS_ERROR = 74  # EX_IOERR of sysexits.h; 1 stays the gate's "regression"
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -84,35 +86,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    """Run the verb; every failure becomes one line and an exit code (see the module docstring)."""
+    """Run the verb; every failure becomes one line and an exit code (see the module docstring).
+    With ``--debug`` the traceback is printed instead of the one line, and the exit code stays
+    the same: a CI step reading the code must not see a usage error as a regression."""
     try:
         return args.func(args)
     except GlotbenchError as exc:
-        if args.debug:
-            raise
-        print(f"glotbench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, exc.exit_code, f"glotbench: error: {exc}")
     except KeyboardInterrupt as exc:
-        if args.debug:
-            raise
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"glotbench: {how}" + ("; finished requests are cached, rerun the same command to resume"
-                                     if args.verb in RESUMABLE else ""), file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        return _fail(args, EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED,
+                     f"glotbench: {how}" + ("; finished requests are cached, rerun the same command to resume"
+                                            if args.verb in RESUMABLE else ""))
     except BrokenPipeError:  # `glotbench … | head`: the reader has what it wanted; end quietly
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # the machine's, not glotbench's: disk full, permissions
-        if args.debug:
-            raise
-        print(f"glotbench: error: {one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
-        return EXIT_OS_ERROR
+        return _fail(args, EXIT_OS_ERROR, f"glotbench: error: {one_line(exc)} (rerun with --debug for the traceback)")
     except Exception as exc:  # a bug: say so in one line; --debug has the traceback
-        if args.debug:
-            raise
-        print(f"glotbench: internal error: {one_line(exc)} (a bug; rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+        return _fail(args, EXIT_INTERNAL, f"glotbench: internal error: {one_line(exc)} (a bug; rerun with --debug "
+                                          "for the traceback)")
+
+
+def _fail(args: argparse.Namespace, code: int, line: str) -> int:
+    """Report the exception being handled: one line, or its traceback under ``--debug``."""
+    if args.debug:
+        traceback.print_exc()
+    else:
+        print(line, file=sys.stderr)
+    return code
 
 
 def _silence_stdout() -> None:
