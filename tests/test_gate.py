@@ -181,8 +181,14 @@ def test_different_doc_ids_are_refused(tmp_path):
     base = baseline_correct(n=50)
     b = make_run(tmp_path, "b", {"xcopa": {"et": acc_records(base)}})
     c = make_run(tmp_path, "c", {"xcopa": {"et": acc_records(base)[:45]}})
-    with pytest.raises(GlotbenchError, match=r"xcopa/et: the runs scored different examples \(50 vs 45"):
+    # another --limit: named as such (its prompt hash differs too, which is not the point)
+    with pytest.raises(GlotbenchError, match=r"xcopa/et: the runs scored different numbers of examples "
+                                             r"\(n 50 vs 45\) — compare runs made with the same data and --limit"):
         gate(b, c, Policy())
+    shifted = [{**r, "doc_id": r["doc_id"] + 5} for r in acc_records(base)]  # as many items, other ones
+    d = make_run(tmp_path, "d", {"xcopa": {"et": shifted}})
+    with pytest.raises(GlotbenchError, match=r"xcopa/et: the runs scored different examples \(50 vs 50"):
+        gate(b, d, Policy())
 
 
 def test_not_compared_and_require_all(tmp_path):

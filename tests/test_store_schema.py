@@ -184,6 +184,9 @@ def test_differences(tmp_path):
         "xcopa/ht: the runs scored different numbers of examples (n 4 vs 5)"]
     assert [d.kind for d in differences(a, b, "xcopa", "et", kinds=("data_sha256",))] == ["data_sha256"]
     assert differences(a, b, "xcopa", "ht", kinds=("data_sha256", "prompt_sha256")) == []
+    # another --limit changes the prompt hash too (it covers the items scored): only n is named
+    limited = RunRecord.read(write_run(tmp_path, "limited", run_json({"xcopa": {"et": (2, "d" * 64, "q" * 64)}})))
+    assert [d.kind for d in differences(a, limited, "xcopa", "et")] == ["n"]
 
 
 def env(versions=None, host=None, device="cpu", dtype="float32") -> Environment:

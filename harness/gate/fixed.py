@@ -235,10 +235,13 @@ def _other(missing_in: str) -> str:
 
 def _refuse_differences(base: RunRecord, cand: RunRecord, task: str, lang: str, policy: Policy,
                       warnings: list[str]) -> None:
-    """Same data, same prompts (a prompt change is a warning when the policy allows it)."""
-    for d in differences(base, cand, task, lang, kinds=("data_sha256", "prompt_sha256")):
+    """Same data, as many items, same prompts (a prompt change is a warning when the policy
+    allows it; the item sets themselves are matched by doc_id later)."""
+    for d in differences(base, cand, task, lang, kinds=("data_sha256", "n", "prompt_sha256")):
         if d.kind == "data_sha256":
             raise GlotbenchError(d.describe(), "compare runs made on the same data source")
+        if d.kind == "n":
+            raise GlotbenchError(d.describe(), "compare runs made with the same data and --limit")
         if not policy.allow_prompt_change:
             raise GlotbenchError(d.describe(), "prompts include the chat template; to gate across model "
                                                "families set allow_prompt_change: true in the policy")

@@ -65,7 +65,7 @@ def read_json_file(file: Path, what: str, fix: str) -> dict:
     except UnicodeDecodeError:
         raise GlotbenchError(f"{file} is not UTF-8 text (corrupt?)", fix) from None
     except ValueError as exc:
-        raise GlotbenchError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}: truncated or "
+        raise GlotbenchError(f"{file} is not valid JSON ({exc.msg}: line {exc.lineno}; truncated or "
                              "corrupt)", fix) from None
     except OSError as exc:
         raise GlotbenchError(f"cannot read {file}: {exc.strerror}", fix) from None
@@ -330,11 +330,15 @@ def differences(a: RunRecord, b: RunRecord, task: str, lang: str | None = None,
     langs = [lang] if lang is not None else [x for x in a.languages(task) if b.has(task, x)]
     for x in langs:
         pa, pb = a.language_provenance(task, x), b.language_provenance(task, x)
-        for kind in ("data_sha256", "prompt_sha256"):
-            if kind in kinds and getattr(pa, kind) != getattr(pb, kind):
-                out.append(Difference(task, x, kind, getattr(pa, kind), getattr(pb, kind)))
-        if "n" in kinds and a.n(task, x) != b.n(task, x):
+        if "data_sha256" in kinds and pa.data_sha256 != pb.data_sha256:
+            out.append(Difference(task, x, "data_sha256", pa.data_sha256, pb.data_sha256))
+        other_items = a.n(task, x) != b.n(task, x)
+        if "n" in kinds and other_items:
             out.append(Difference(task, x, "n", a.n(task, x), b.n(task, x)))
+        # prompt_sha256 hashes the prompts of the items scored: with other items (another
+        # --limit) it differs whatever the prompts, so that is the difference to name, not this.
+        if "prompt_sha256" in kinds and not other_items and pa.prompt_sha256 != pb.prompt_sha256:
+            out.append(Difference(task, x, "prompt_sha256", pa.prompt_sha256, pb.prompt_sha256))
     return out
 
 
