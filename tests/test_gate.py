@@ -626,3 +626,15 @@ def test_markdown_golden(tmp_path):
     policy = replace(load_policy(), margins={"xcopa": 0.02}, allow_prompt_change=True)
     md = format_markdown(gate(b, c, policy))
     assert md.replace(str(tmp_path), "<tmp>") == GOLDEN
+
+
+def test_no_pass_on_a_margin_as_wide_as_the_metric(tmp_path):
+    """At n = 2 the default margin (the MDE floor, ~1.08 for an accuracy) exceeds the largest
+    possible drop: a candidate that got everything wrong must not 'pass' that language."""
+    b = make_run(tmp_path, "b", {"xcopa": {"et": acc_records(np.array([1, 1]))}})
+    c = make_run(tmp_path, "c", {"xcopa": {"et": acc_records(np.array([0, 0]))}})
+    result = gate(b, c, Policy())
+    et = result["tasks"]["xcopa"]["metrics"]["acc"]["languages"]["et"]
+    assert et["margin"] >= 1 and et["margin_too_wide"] and et["verdict"] == "inconclusive"
+    assert result["tasks"]["xcopa"]["verdict"] != "pass"
+    assert any("xcopa/acc/et: margin" in w and "largest possible drop" in w for w in result["warnings"])

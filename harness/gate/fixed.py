@@ -77,15 +77,12 @@ import numpy as np
 from glotbench import harness
 from glotbench.harness.core.errors import DataError, GlotbenchError
 from glotbench.harness.gate.paired_stats import (
-    DeltaTest,
-    benjamini_hochberg,
     bootstrap_deltas,
     chrf_corpus,
-    delta_test,
     mcnemar_exact,
-    mde,
 )
 from glotbench.harness.gate.policy import Policy
+from glotbench.harness.gate.verdicts import VERDICT_RANK, Cell, family, policy_margins
 from glotbench.harness.judge.winrate import (
     ORDERS,
     Judgment,
@@ -104,25 +101,12 @@ from glotbench.harness.store.schema import (
 
 WIN_RATE = "win_rate"
 """The gated metric of open-ended tasks: the candidate's win-rate, ties counting half."""
-VERDICT_RANK = {"pass": 0, "inconclusive": 1, "regression": 2}
 DRIFT = ("float32 results move slightly with library versions and CPUs (log-likelihoods by about "
          "1e-4 to 1e-3, now and then a greedy generation); margins sized for real regressions absorb "
          "that (docs/gate.md)")
 OUTCOMES = ("a", "b", "tie", "invalid")
 
 
-@dataclass(frozen=True)
-class _Cell:
-    """One language's paired comparison before margins and multiplicity are applied."""
-
-    n: int
-    baseline: float
-    candidate: float
-    replicates: np.ndarray
-    se: float
-    """Paired SE of Δ from the data (0 for identical runs)."""
-    se_floor: float
-    extra: dict
 
 
 @dataclass(frozen=True)
@@ -192,8 +176,8 @@ def gate(baseline: Path, candidate: Path, policy: Policy, judgments: Path | None
             gated = {WIN_RATE: {lang: _winrate_cell(judge, task, lang, policy) for lang in langs}}
         else:
             gated = _gated(task, langs, runs, policy, warnings)
-        fixed = _policy_margins(policy, task, list(gated))
-        fams = {m: _family(cells, fixed[m], policy, f"{task}/{m}", warnings) for m, cells in gated.items()}
+        fixed = policy_margins(policy, task, list(gated))
+        fams = {m: family(cells, fixed[m], policy, f"{task}/{m}", warnings) for m, cells in gated.items()}
         tasks_out[task] = {"verdict": max((f["verdict"] for f in fams.values()), key=VERDICT_RANK.get),
                            "metrics": fams}
     verdict = max((t["verdict"] for t in tasks_out.values()), key=VERDICT_RANK.get)
@@ -249,7 +233,7 @@ def _refuse_differences(base: RunRecord, cand: RunRecord, task: str, lang: str, 
 
 
 def _gated(task: str, langs: list[str], runs: dict[str, RunRecord], policy: Policy,
-           warnings: list[str]) -> dict[str, dict[str, _Cell]]:
+           warnings: list[str]) -> dict[str, dict[str, Cell]]:
     mb, mc = runs["baseline"].metrics(task), runs["candidate"].metrics(task)
     names = list(policy.metrics.get(task, ()))
     if not names:
@@ -311,7 +295,7 @@ def _values(recs: list[dict], metric: str, task: str, lang: str) -> np.ndarray:
     return values
 
 
-def _mean_cell(b: np.ndarray, c: np.ndarray, binary: bool, seed: list[int], resamples: int) -> _Cell:
+def _mean_cell(b: np.ndarray, c: np.ndarray, binary: bool, seed: list[int], resamples: int) -> Cell:
     n = len(b)
     if binary:
         p = min(max(b.mean(), 0.5 / n), 1 - 0.5 / n)
@@ -320,12 +304,12 @@ def _mean_cell(b: np.ndarray, c: np.ndarray, binary: bool, seed: list[int], resa
         extra = {"p_mcnemar": mcnemar_exact(b, c), "discordant": {"worse": worse, "better": better}}
     else:
         floor, extra = math.sqrt(2) * float(b.std(ddof=1)) / math.sqrt(n), {}
-    return _Cell(n, float(b.mean()), float(c.mean()), bootstrap_deltas(b, c, seed, resamples),
+    return Cell(n, float(b.mean()), float(c.mean()), bootstrap_deltas(b, c, seed, resamples),
                  float((c - b).std(ddof=1)) / math.sqrt(n), floor, {"kind": "accuracy" if binary else "mean", **extra})
 
 
 def _chrf_cell(rb: list[dict], rc: list[dict], task: str, lang: str, seed: list[int], policy: Policy,
-               warnings: list[str]) -> _Cell:
+               warnings: list[str]) -> Cell:
     if any("chrf_stats" not in r for r in rb + rc):
         raise DataError(f"{task}/{lang}: records lack chrf_stats", "regenerate the runs with this glotbench")
     try:
@@ -350,7 +334,7 @@ def _chrf_cell(rb: list[dict], rc: list[dict], task: str, lang: str, seed: list[
                             f"(Δ {cand - base:.6f} vs {test['delta']:.6f})")
     else:
         warnings.append(f"{task}/{lang}: no stored hypotheses, sacrebleu's paired test skipped")
-    return _Cell(len(sb), base, cand, reps, float(reps.std(ddof=1)), floor, extra)
+    return Cell(len(sb), base, cand, reps, float(reps.std(ddof=1)), floor, extra)
 
 
 def _judge_pair(path: Path, runs: dict[str, RunRecord], warnings: list[str]) -> _JudgePair:
@@ -389,7 +373,7 @@ def _check_judged_data(judge: _JudgePair, task: str, langs: list[str], runs: dic
                                      f"{side} run (data_sha256 differs)", "judge the runs being gated")
 
 
-def _winrate_cell(judge: _JudgePair, task: str, lang: str, policy: Policy) -> _Cell:
+def _winrate_cell(judge: _JudgePair, task: str, lang: str, policy: Policy) -> Cell:
     swap = {"a": "b", "b": "a", "ab": "ba", "ba": "ab"}
     flip = judge.candidate_side == "b"  # Judgment's model A is the candidate here
     recs = judge.record.judgments(judge.pair, task, lang)
@@ -410,81 +394,23 @@ def _winrate_cell(judge: _JudgePair, task: str, lang: str, policy: Policy) -> _C
     if n == 0:
         raise DataError(f"{task}/{lang}: no valid verdict among {len(js)} judgments", "rerun glotbench judge")
     rng = np.random.default_rng(_seed(policy.seed, task, WIN_RATE, lang))
-    # NaN where a resample drew only invalid verdicts; _family counts and names those.
+    # NaN where a resample drew only invalid verdicts; family counts and names those.
     reps = bootstrap_rates(counts, rng, policy.resamples)[:, 1] - 0.5
     kept = reps[np.isfinite(reps)]
-    return _Cell(len(counts), 0.5, (wins + 0.5 * ties) / n, reps,
+    return Cell(len(counts), 0.5, (wins + 0.5 * ties) / n, reps,
                  float(kept.std(ddof=1)) if len(kept) > 1 else 0.0, 0.5 / math.sqrt(len(counts)),
                  {"kind": "win_rate", "n_judgments": len(js), "invalid": len(js) - int(n),
                   "wins": int(wins), "ties": int(ties), "losses": int(losses)})
 
 
-def _family(cells: dict[str, _Cell], fixed: float | None, policy: Policy, where: str,
-            warnings: list[str]) -> dict:
-    """Margins, tests, BH across languages, pooled test and verdict of one task metric."""
-    alpha, out, ses = policy.alpha, {}, []
-    for lang, cell in cells.items():
-        se, source = (cell.se, "mde") if cell.se > 1e-12 else (cell.se_floor, "mde-floor")
-        margin, source = (fixed, "policy") if fixed is not None else (mde(se, alpha, policy.power), source)
-        ses.append(se)
-        t = delta_test(cell.candidate - cell.baseline, cell.replicates, margin, alpha)
-        _name_dropped(t, f"{where}/{lang}", warnings)
-        out[lang] = {"n": cell.n, "baseline": cell.baseline, "candidate": cell.candidate, "delta": t.delta,
-                     "ci": None if t.ci is None else list(t.ci), "se": se, "margin": margin,
-                     "margin_source": source, "p_noninferior": t.p_noninferior, "p_regression": t.p_regression,
-                     "replicates": t.resamples, "replicates_dropped": t.dropped, **cell.extra}
-    for key in ("p_noninferior", "p_regression"):
-        for lang, p in zip(out, benjamini_hochberg([v[key] for v in out.values()])):
-            out[lang][f"{key}_bh"] = p
-    for v in out.values():
-        v["verdict"] = ("regression" if v["p_regression_bh"] < alpha
-                        else "pass" if v["p_noninferior_bh"] < alpha else "inconclusive")
-    reps = np.stack([c.replicates for c in cells.values()])  # stratified: languages resampled apart
-    valid = np.isfinite(reps)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled_reps = np.where(valid, reps, 0).sum(axis=0) / valid.sum(axis=0)
-    se = math.sqrt(sum(s * s for s in ses)) / len(ses)
-    margin = fixed if fixed is not None else mde(se, alpha, policy.power)
-    t = delta_test(float(np.mean([v["delta"] for v in out.values()])), pooled_reps, margin, alpha)
-    _name_dropped(t, f"{where}/pooled", warnings)
-    pooled = {"n": sum(c.n for c in cells.values()), "n_languages": len(cells),
-              "baseline": float(np.mean([c.baseline for c in cells.values()])),
-              "candidate": float(np.mean([c.candidate for c in cells.values()])),
-              "delta": t.delta, "ci": None if t.ci is None else list(t.ci), "se": se, "margin": margin,
-              "margin_source": "policy" if fixed is not None else "mde",
-              "p_noninferior": t.p_noninferior, "p_regression": t.p_regression,
-              "replicates": t.resamples, "replicates_dropped": t.dropped,
-              "verdict": "regression" if t.p_regression < alpha else "pass" if t.p_noninferior < alpha
-              else "inconclusive"}
-    if pooled["verdict"] == "regression" or any(v["verdict"] == "regression" for v in out.values()):
-        verdict = "regression"
-    else:
-        verdict = "pass" if pooled["verdict"] == "pass" else "inconclusive"
-    kind = next(iter(cells.values())).extra["kind"]
-    return {"kind": kind, "verdict": verdict, "pooled": pooled, "languages": out}
 
 
-def _name_dropped(t: DeltaTest, where: str, warnings: list[str]) -> None:
-    """Resamples left out of a test are said, never silent."""
-    total = t.resamples + t.dropped
-    if t.resamples == 0:
-        warnings.append(f"{where}: no finite bootstrap replicate among {total} resamples (none drew a valid "
-                        "verdict): both p-values 1, inconclusive")
-    elif t.dropped:
-        warnings.append(f"{where}: {t.dropped} of {total} bootstrap resamples had no finite Δ (no valid "
-                        "verdict drawn) and were left out of the test")
 
 
-def _policy_margins(policy: Policy, task: str, metrics: list[str]) -> dict[str, float | None]:
-    """The policy's margin per gated metric (a plain number is the first metric's)."""
-    m = policy.margins.get(task)
-    if not isinstance(m, dict):
-        return {name: m if k == 0 else None for k, name in enumerate(metrics)}
-    unknown = [name for name in m if name not in metrics]
-    if unknown:
-        raise GlotbenchError(f"policy {policy.source}: margins for {task} name {', '.join(unknown)}, "
-                             f"not gated (gated: {', '.join(metrics)})", "name a gated metric")
-    return {name: m.get(name) for name in metrics}
+
+
+
+
 
 
 def _run_info(run: RunRecord) -> dict:

@@ -3,7 +3,7 @@ for a CI comment."""
 
 from __future__ import annotations
 
-from glotbench.harness.gate.fixed import VERDICT_RANK
+from glotbench.harness.gate.verdicts import VERDICT_RANK
 
 _UNITS = {"accuracy": "values in %, Δ and margin in points", "win_rate": "win-rate (ties ½) in %, "
           "baseline 50 by definition; Δ and margin in points", "chrf": "chrF++ points", "mean": "raw scores"}
