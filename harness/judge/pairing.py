@@ -143,9 +143,12 @@ def _items(pair: tuple[str, str], task: str, lang: str, recs_a: list[dict], recs
 
 
 def _run_info(run: RunRecord) -> dict:
-    return {"path": str(run.path), "created": run.created, "model": run.provenance.get("model"),
-            "run_sha256": run.sha256,
-            "tasks": {t: {"version": p.get("version"), "prompting": p.get("prompting"),
-                          "languages": {lang: {k: v.get(k) for k in ("data_sha256", "prompt_sha256")}
-                                        for lang, v in p["languages"].items()}}
-                      for t, p in run.provenance["tasks"].items() if run.open_ended(t)}}
+    """What judge.json keeps of a judged run: enough for the gate to check it judged these runs."""
+    def lang_info(task: str, lang: str) -> dict:
+        p = run.language_provenance(task, lang)
+        return {"data_sha256": p.data_sha256, "prompt_sha256": p.prompt_sha256}
+
+    return {"path": str(run.path), "created": run.created, "model": run.model or None, "run_sha256": run.sha256,
+            "tasks": {t: {"version": run.version(t), "prompting": run.prompting(t) or None,
+                          "languages": {lang: lang_info(t, lang) for lang in run.languages(t)}}
+                      for t in run.tasks() if run.open_ended(t)}}

@@ -185,14 +185,12 @@ def _language_section(i: int, task: str, frame: pd.DataFrame, fmt: str) -> str:
 
 
 def _judge_section(i: int, judge: JudgeRecord) -> str:
-    data = judge.data
-    prov = data.get("provenance") or {}
-    spec = judge.judge_spec or (data.get("config") or {}).get("judge") or "?"
-    prompt = prov.get("prompt") or {}
-    counts = data.get("counts") or {}
+    data = judge.data  # the figures take judge.json as it is
+    spec = judge.judge_spec or judge.config.get("judge") or "?"
+    prompt, counts = judge.prompt, judge.counts
     out = [f'<section class="judge" id="judge-{i}"><h3>Judge {_e(spec)}</h3><p class="note">'
            f"prompt {_e(prompt.get('name', '?'))} v{_e(prompt.get('version', '?'))}, created "
-           f"{_e(data.get('created', '?'))}; {_e(counts.get('judgments', '?'))} judgments, "
+           f"{_e(judge.created or '?')}; {_e(counts.get('judgments', '?'))} judgments, "
            f"{_e(counts.get('invalid', '?'))} invalid, {_e(counts.get('api_errors', '?'))} API errors. "
            "Win = the first model of the pair preferred; win-rates exclude invalid verdicts.</p>"]
     results = judge.results
@@ -206,9 +204,9 @@ def _judge_section(i: int, judge: JudgeRecord) -> str:
                 out.append(f"<details><summary>{_e(pair)} per language</summary>"
                            f"{_figure(to_data_uri(fig), f'{pair}, {task}: win-rate per language')}"
                            f"{_language_pair_table(summary)}</details>")
-        out.append(_bradley_terry(f"bt-{i}-{slug(task)}", task, (data.get("bradley_terry") or {}).get(task)))
-    out.append(f"<details><summary>Judge provenance</summary>{_json(prov)}"
-               f"<h5>Config</h5>{_json(data.get('config'))}</details></section>")
+        out.append(_bradley_terry(f"bt-{i}-{slug(task)}", task, judge.bradley_terry(task)))
+    out.append(f"<details><summary>Judge provenance</summary>{_json(judge.provenance)}"
+               f"<h5>Config</h5>{_json(judge.config)}</details></section>")
     return "".join(out)
 
 

@@ -114,39 +114,41 @@ class Difference:
         return f"{where}: {what} ({self.kind} {a} vs {b})"
 
 
-class RunRecord:
-    """A finished run directory: its ``run.json`` behind typed accessors, and its samples."""
+class StoreFile:
+    """What run and judge directories share: one JSON document of a known format, read strictly
+    (every section a reader relies on must be there), and the directory it lives in."""
 
-    FIX = "pass a run directory written by 'glotbench run' (or regenerate it)"
+    FILE = ""
+    FORMAT = ""
+    WHAT = ""
+    """What a directory is, for messages: 'a finished glotbench run'."""
+    DOCUMENT = ""
+    """What the file is, for messages: 'a glotbench run'."""
+    FIX = ""
+    SECTIONS: tuple[str, ...] = ()
+    """Top-level keys that must hold JSON objects."""
 
     def __init__(self, path: Path, data: dict):
         self.path = Path(path)
         self.data = data
 
     @classmethod
-    def read(cls, path: Path | str) -> RunRecord:
+    def read(cls, path: Path | str):
         path = Path(path)
-        data = read_json_file(path / RUN_FILE, "a finished glotbench run", cls.FIX)
+        file = path / cls.FILE
+        data = read_json_file(file, cls.WHAT, cls.FIX)
         fmt = data.get("format")
-        if not isinstance(fmt, str) or not fmt.startswith(RUN_FORMAT):
-            raise GlotbenchError(f"{path / RUN_FILE} is not a glotbench run (format {fmt!r})", cls.FIX)
-        for key, kind in (("results", dict), ("provenance", dict), ("averages", dict), ("config", dict)):
-            if not isinstance(data.get(key), kind):
-                raise GlotbenchError(f"{path / RUN_FILE} lacks its {key!r} section (truncated or edited?)",
-                                     cls.FIX)
-        if not isinstance(data["provenance"].get("tasks"), dict):
-            raise GlotbenchError(f"{path / RUN_FILE} lacks provenance.tasks (truncated or edited?)", cls.FIX)
+        if not isinstance(fmt, str) or not fmt.startswith(cls.FORMAT):
+            raise GlotbenchError(f"{file} is not {cls.DOCUMENT} (format {fmt!r})", cls.FIX)
+        for key in cls.SECTIONS:
+            if not isinstance(data.get(key), dict):
+                raise GlotbenchError(f"{file} lacks its {key!r} section (truncated or edited?)", cls.FIX)
+        cls.check(file, data)
         return cls(path, data)
 
-    # ---- identity -------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.path.resolve().name
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the whole ``run.json`` content (a judge or gate notices a changed run)."""
-        return json_sha256(self.data)
+    @classmethod
+    def check(cls, file: Path, data: dict) -> None:
+        """Further checks of a subclass (the sections are there)."""
 
     @property
     def created(self) -> str | None:
@@ -159,6 +161,29 @@ class RunRecord:
     @property
     def provenance(self) -> dict:
         return self.data["provenance"]
+
+
+class RunRecord(StoreFile):
+    """A finished run directory: its ``run.json`` behind typed accessors, and its samples."""
+
+    FILE, FORMAT, WHAT, DOCUMENT = RUN_FILE, RUN_FORMAT, "a finished glotbench run", "a glotbench run"
+    FIX = "pass a run directory written by 'glotbench run' (or regenerate it)"
+    SECTIONS = ("results", "provenance", "averages", "config")
+
+    @classmethod
+    def check(cls, file: Path, data: dict) -> None:
+        if not isinstance(data["provenance"].get("tasks"), dict):
+            raise GlotbenchError(f"{file} lacks provenance.tasks (truncated or edited?)", cls.FIX)
+
+    # ---- identity -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the whole ``run.json`` content (a judge or gate notices a changed run)."""
+        return json_sha256(self.data)
 
     @property
     def model(self) -> dict:
@@ -396,27 +421,26 @@ class JudgedRun:
         return (langs.get(lang) or {}).get("data_sha256")
 
 
-class JudgeRecord:
+class JudgeRecord(StoreFile):
     """A finished ``glotbench judge`` directory: ``judge.json`` and its judgment files."""
 
+    FILE, FORMAT, WHAT, DOCUMENT = JUDGE_FILE, JUDGE_FORMAT, "a glotbench judge directory", "a glotbench judgment"
     FIX = "pass a directory written by 'glotbench judge' (or rerun it)"
+    SECTIONS = ("results", "provenance", "config", "counts", "usage")
 
-    def __init__(self, path: Path, data: dict):
-        self.path = Path(path)
-        self.data = data
+    @property
+    def counts(self) -> dict:
+        """judgments, invalid, api_errors, identical, reasked."""
+        return self.data["counts"]
 
-    @classmethod
-    def read(cls, path: Path | str) -> JudgeRecord:
-        path = Path(path)
-        data = read_json_file(path / JUDGE_FILE, "a glotbench judge directory", cls.FIX)
-        fmt = data.get("format")
-        if not isinstance(fmt, str) or not fmt.startswith(JUDGE_FORMAT):
-            raise GlotbenchError(f"{path / JUDGE_FILE} is not a glotbench judgment (format {fmt!r})", cls.FIX)
-        for key in ("results", "provenance", "config", "counts", "usage"):
-            if not isinstance(data.get(key), dict):
-                raise GlotbenchError(f"{path / JUDGE_FILE} lacks its {key!r} section (truncated or edited?)",
-                                     cls.FIX)
-        return cls(path, data)
+    @property
+    def prompt(self) -> dict:
+        """The judge prompt's name, version, sha256 and source."""
+        return self.provenance.get("prompt") or {}
+
+    def bradley_terry(self, task: str) -> dict | None:
+        """Strengths of the models for one task, or ``{"error": why}``; None with two models."""
+        return (self.data.get("bradley_terry") or {}).get(task)
 
     @property
     def results(self) -> dict:
