@@ -24,6 +24,26 @@ def hub_offline() -> bool:
         return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def hub_failures() -> tuple[type[BaseException], ...]:
+    """What a hub download raises when the *files* cannot be had: transport and HTTP errors, offline
+    mode, a missing repository, config, split or file (OSError and its subclasses carry most of
+    them in huggingface_hub and datasets), datasets' own errors, and ValueError for an unknown
+    config or split name. Anything else (TypeError, KeyError, AttributeError …) is a bug in
+    glotbench or a library and keeps its traceback instead of posing as a hub failure."""
+    from datasets.exceptions import DatasetsError
+    from huggingface_hub import errors as hub_errors
+
+    kinds: list[type[BaseException]] = [OSError, ValueError, DatasetsError, hub_errors.EntryNotFoundError,
+                                        hub_errors.RevisionResolutionError]
+    try:
+        import httpx
+
+        kinds.append(httpx.HTTPError)
+    except ImportError:  # huggingface_hub without httpx (older releases use requests: OSError)
+        pass
+    return tuple(kinds)
+
+
 def check_writable(out: Path, kind: str = "file") -> None:
     """``out`` can be written as a ``kind`` ("file" or "directory"): a file path is not a
     directory, a directory path is not a file, and the nearest existing ancestor is a writable

@@ -8,6 +8,7 @@ are never compared as if they were the same).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -16,7 +17,7 @@ from typing import Literal
 from glotbench import tasks as catalogue
 from glotbench.harness.core.errors import DataError
 from glotbench.harness.core.hashing import json_sha256
-from glotbench.harness.core.paths import hub_offline
+from glotbench.harness.core.paths import hub_failures, hub_offline
 from glotbench.harness.core.records import Sample
 from glotbench.harness.taskapi.spec import FewShotSource, Task
 
@@ -219,26 +220,6 @@ def check_row(row: object, task: Task, where: str, fields: tuple[str, ...] | Non
     return row
 
 
-def _hub_failures() -> tuple[type[BaseException], ...]:
-    """What a hub load raises when the *data* cannot be had: transport and HTTP errors, offline
-    mode, a missing repository, config, split or file (OSError and its subclasses carry most of
-    them in huggingface_hub and datasets), datasets' own errors, and ValueError for an unknown
-    config or split name. Anything else (TypeError, KeyError, AttributeError …) is a bug in
-    glotbench or a library and keeps its traceback instead of posing as a hub failure."""
-    from datasets.exceptions import DatasetsError
-    from huggingface_hub import errors as hub_errors
-
-    kinds: list[type[BaseException]] = [OSError, ValueError, DatasetsError, hub_errors.EntryNotFoundError,
-                                        hub_errors.RevisionResolutionError]
-    try:
-        import httpx
-
-        kinds.append(httpx.HTTPError)
-    except ImportError:  # huggingface_hub without httpx (older releases use requests: OSError)
-        pass
-    return tuple(kinds)
-
-
 def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...], lang: str | None = None) -> list[dict]:
     """Rows of one hub config and split; a failure names the local file that would replace it
     (``lang``: the task language, when the local layout is per language, not per config)."""
@@ -247,6 +228,11 @@ def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...], lang:
     except ImportError:
         raise DataError("loading from the hub needs the 'datasets' package",
                         "pip install datasets") from None
+    # huggingface_hub logs each retry of an unreachable hub as a warning line; the outcome is
+    # reported in one line below, and its lines would only bury it.
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(max(level, logging.ERROR))
     try:
         try:
             ds = datasets.load_dataset(task.data.hub_id, config, split=split)
@@ -257,10 +243,12 @@ def read_hub(task: Task, config: str, split: str, fields: tuple[str, ...], lang:
                 raise
             ds = datasets.load_dataset(task.data.hub_id, config, split=split,
                                        revision="refs/convert/parquet")
-    except _hub_failures() as exc:
+    except hub_failures() as exc:
         why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
         if hub_offline():
             why = f"offline mode is on ({why})"
         raise DataError(f"cannot load {task.data.hub_id} ({config}, {split}) from the hub: {why}",
                         f"use a local copy: --data-dir DIR with {task.data.local.format(lang=lang or config)}") from None
+    finally:
+        hub_log.setLevel(level)
     return [check_row(dict(r), task, f"{task.data.hub_id} {split} row {i}", fields) for i, r in enumerate(ds)]

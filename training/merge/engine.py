@@ -26,6 +26,7 @@ import torch
 from glotbench import harness
 from glotbench.harness.core.errors import GlotbenchError, ModelError
 from glotbench.harness.core.hashing import json_sha256, memo_file_sha256
+from glotbench.harness.core.paths import hub_failures
 from glotbench.harness.core.progress import progress_bar
 from glotbench.training.merge.config import (
     MergeConfig,
@@ -83,7 +84,7 @@ def resolve_model(spec: str) -> Path:
 
             return Path(snapshot_download(ref, allow_patterns=["*.safetensors", "*.json", "tokenizer*", "*.model",
                                                                "merges.txt", "vocab.*", "chat_template*"]))
-        except Exception as exc:  # offline, unknown repo, gated: all user-fixable
+        except hub_failures() as exc:  # offline, unknown or gated repo, bad id: user-fixable (a bug is not)
             raise ModelError(f"model {spec!r} is not a local directory and could not be fetched from the "
                              f"Hugging Face hub ({type(exc).__name__})",
                              "download it first or give a local checkpoint directory") from None
