@@ -234,3 +234,9 @@ def test_sigterm_cleans_up_like_ctrl_c(tiny_model_dir, tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert code == 143 and err.startswith("glotbench: terminated; finished requests are cached, rerun the same")
     assert not res.exists() and signal.getsignal(signal.SIGTERM) is previous
+
+
+@pytest.mark.parametrize("langs", ["", ",,", " , "])
+def test_langs_naming_no_language_is_one_line(capsys, langs):
+    assert main(["run", "--langs", langs]) == 2
+    assert one_line_error(capsys.readouterr().err).startswith("glotbench: error: --langs")

@@ -71,6 +71,9 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The tokenizers library forks badly once its thread pool has run (a warning per process);
+    # glotbench batches itself. Set here so the console script and python -m agree.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verb:
@@ -134,5 +137,4 @@ def one_line(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(main())

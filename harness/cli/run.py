@@ -8,6 +8,7 @@ from pathlib import Path
 
 from glotbench.harness.cli.common import names_list, on_cpu
 from glotbench.harness.cli.examples import RUN_EXAMPLES
+from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.store.schema import RunRecord
 
 # Items per language of a generative task in the default run on CPU (see run()).
@@ -68,6 +69,13 @@ def run(args) -> int:
     from glotbench.harness.taskapi import data as data_mod
     from glotbench.harness.taskapi import registry
 
+    if args.langs.strip() == "all":
+        langs = None
+    elif not names_list(args.langs):
+        raise GlotbenchError(f"--langs {args.langs!r} names no language",
+                             "give comma-separated codes (e.g. --langs fr,de) or all (the default)")
+    else:
+        langs = tuple(names_list(args.langs))
     data_dir = Path(args.data_dir) if args.data_dir else None
     task_limits: dict[str, int] = {}
     task_tokens: dict[str, int] = {}
@@ -105,7 +113,6 @@ def run(args) -> int:
                           f"pass --tasks {name} for the task's own length", file=sys.stderr)
     else:
         names = registry.expand(args.tasks)
-    langs = None if args.langs.strip() in ("", "all") else tuple(names_list(args.langs) or ())
     cfg = RunConfig(tasks=tuple(names), langs=langs, model=args.model, limit=args.limit,
                     data=args.data, data_dir=args.data_dir, batch_size=args.batch_size,
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,

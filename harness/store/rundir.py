@@ -60,7 +60,7 @@ class RunWriter:
         try:
             (parent / PARTIAL).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise GlotbenchError(f"cannot create results directory {parent}: {exc.strerror}",
+            raise GlotbenchError(f"cannot create {exc.filename or parent / PARTIAL}: {exc.strerror}",
                                  "pass a writable --output") from None
         clean_stale_partials(parent)
         self.tmp = parent / PARTIAL / f"{self.final.name}.{os.getpid()}@{host_tag()}"
