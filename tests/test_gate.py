@@ -1,5 +1,6 @@
-"""The regression gate: verdicts on planted differences, comparability errors, the
-statistics against hand computations and scipy, policy validation, the Markdown summary."""
+"""The regression gate: verdicts on planted differences, comparability errors, chrF++ and
+win-rate cells, failures named, the environment note, the Markdown summary (the statistics
+are in test_paired_stats.py, the policy file in test_gate_policy.py)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,11 @@ from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.gate.fixed import exit_code, gate
 from glotbench.harness.gate.markdown import format_markdown
 from glotbench.harness.gate.paired_stats import (
-    benjamini_hochberg,
-    bootstrap_deltas,
     chrf_corpus,
-    delta_test,
-    mcnemar_exact,
     mde,
     paired_bootstrap_delta,
 )
-from glotbench.harness.gate.policy import POLICY_FILE, Policy, load_policy
+from glotbench.harness.gate.policy import Policy, load_policy
 from glotbench.harness.metrics import chrf as mt_metrics
 
 DATA_SHA = "d" * 64
@@ -211,69 +208,6 @@ def test_error_messages_are_one_line(pair):
     assert "\n" not in str(err.value) and err.value.fix
 
 
-# ---------------------------------------------------------------------------- statistics
-
-
-def test_benjamini_hochberg_by_hand_and_scipy():
-    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): p·m/rank = 0.02, 0.02, 0.04, 0.04, already monotone.
-    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
-    # step-up: 0.04·2/1 = 0.08 is lowered to the larger p's 0.05·2/2 = 0.05.
-    assert benjamini_hochberg([0.05, 0.04]) == pytest.approx([0.05, 0.05])
-    rng = np.random.default_rng(7)
-    for m in (1, 2, 5, 30):
-        p = np.round(rng.random(m) ** 3, 3)  # rounding makes ties
-        assert benjamini_hochberg(p) == pytest.approx(scipy_stats.false_discovery_control(p, method="bh"))
-    with pytest.raises(ValueError):
-        benjamini_hochberg([0.5, 1.5])
-
-
-def test_mcnemar_exact_by_hand_and_scipy():
-    # 12 pairs worse, 4 better: 2·P(X ≤ 4), X ~ Binomial(16, ½) = 2·(1+16+120+560+1820)/2^16.
-    b = [1] * 12 + [0] * 4 + [1] * 30 + [0] * 10
-    c = [0] * 12 + [1] * 4 + [1] * 30 + [0] * 10
-    assert mcnemar_exact(b, c) == pytest.approx(2 * 2517 / 65536)
-    assert mcnemar_exact(b, c) == pytest.approx(scipy_stats.binomtest(4, 16, 0.5).pvalue)
-    assert mcnemar_exact([1, 0, 1], [1, 0, 1]) == 1.0
-    rng = np.random.default_rng(3)
-    for _ in range(5):
-        x, y = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
-        worse, better = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
-        assert mcnemar_exact(x, y) == pytest.approx(scipy_stats.binomtest(better, worse + better).pvalue)
-
-
-def test_mde_matches_normal_quantiles():
-    z = scipy_stats.norm.ppf
-    assert mde(0.015) == pytest.approx((z(0.95) + z(0.8)) * 0.015)
-    assert mde(2.0, alpha=0.01, power=0.9) == pytest.approx((z(0.99) + z(0.9)) * 2.0)
-
-
-def test_delta_test_by_hand():
-    reps = (np.arange(1000) - 500) / 1000  # -0.5, -0.499, ..., 0.499
-    t = delta_test(0.01, reps, margin=0.1, alpha=0.05)
-    assert t.p_noninferior == pytest.approx(402 / 1001)  # 401 replicates ≤ -0.1, plus one
-    assert t.p_regression == pytest.approx(601 / 1001)  # 600 replicates ≥ -0.1, plus one
-    assert t.ci == pytest.approx(((49.95 - 500) / 1000, (949.05 - 500) / 1000))  # linear quantiles
-    assert t.se == pytest.approx(np.std(reps, ddof=1)) and t.resamples == 1000
-    nan = delta_test(0.0, np.array([0.0, np.nan, 0.0]), margin=0.1, alpha=0.4)
-    assert nan.resamples == 2 and nan.p_noninferior == pytest.approx(1 / 3)
-
-
-def test_paired_bootstrap_reproducible_and_exact_counts():
-    rng = np.random.default_rng(11)
-    b = rng.integers(0, 2, 200)
-    c = np.where(rng.random(200) < 0.1, 1 - b, b)
-    first = paired_bootstrap_delta(b, c, margin=0.03, seed=5, resamples=500)
-    assert first == paired_bootstrap_delta(b, c, margin=0.03, seed=5, resamples=500)
-    assert first != paired_bootstrap_delta(b, c, margin=0.03, seed=6, resamples=500)
-    assert first.delta == pytest.approx((c - b).mean())
-    # the p-value is the +1-corrected fraction of the replicates, which resample indices
-    draw = np.random.default_rng(5).integers(0, 200, size=(500, 200))
-    reps = (c - b)[draw].mean(axis=1)
-    assert np.allclose(bootstrap_deltas(b, c, 5, 500), reps)
-    assert first.p_noninferior == pytest.approx((1 + (reps <= -0.03).sum()) / 501)
-    assert first.ci == pytest.approx(tuple(np.quantile(reps, [0.05, 0.95])))
-
-
 HYPS_BASE = ["The cat sits on the mat.", "He went to the market yesterday.", "It is raining today.",
              "We now have mice without diabetes.", "The airport was closed to flights."]
 HYPS_CAND = ["A cat is sitting on a mat.", "Yesterday he walked to market.", "It rains.",
@@ -445,15 +379,6 @@ def test_a_non_finite_score_is_refused_not_bootstrapped(tmp_path):
 # ---------------------------------------------------------------------------- bootstrap without finite replicates
 
 
-def test_delta_test_names_non_finite_replicates():
-    some = delta_test(0.0, np.array([0.1, np.nan, -0.1, np.inf, 0.0]), margin=0.05, alpha=0.3)
-    assert (some.resamples, some.dropped) == (3, 2) and some.ci is not None
-    none = delta_test(0.02, np.full(50, np.nan), margin=0.05, alpha=0.05)
-    assert (none.resamples, none.dropped) == (0, 50)
-    assert none.ci is None and none.se is None and none.p_noninferior == none.p_regression == 1.0
-    assert none.delta == 0.02
-
-
 def arena_pair(tmp_path, n: int, outcomes):
     b = make_run(tmp_path, "base", {"m_arenahard": {"en": arena_records(n)}})
     c = make_run(tmp_path, "cand", {"m_arenahard": {"en": arena_records(n)}})
@@ -491,104 +416,6 @@ def test_no_finite_replicate_is_inconclusive_and_said(tmp_path, monkeypatch):
     md = format_markdown(result)
     assert "| en | 20 | 50.0 | 100.0 | +50.0 | – | 5.0 (policy) | 1.000 | 1.000 | – | inconclusive |" in md
     assert "Warning: m_arenahard/win_rate/en: no finite bootstrap replicate" in md
-
-
-# ---------------------------------------------------------------------------- environment note
-
-
-HOST = {"python": "3.11.7", "platform": "Linux-6.18-x86_64", "torch": "2.13.0+cpu", "torch_threads": 2, "cpus": 2}
-VERSIONS = {"transformers": "4.57.1", "tokenizers": "0.22.1", "torch": "2.13.0+cpu", "numpy": "2.3.4",
-            "safetensors": "0.6.2", "sacrebleu": "2.5.1"}
-
-
-def test_same_environment_has_no_note(tmp_path):
-    env = {"host": HOST, "versions": VERSIONS, "device": "cpu"}
-    recs = {"xcopa": {"et": acc_records(baseline_correct(seed=1))}}
-    result = gate(make_run(tmp_path, "b", recs, provenance=env), make_run(tmp_path, "c", recs, provenance=env),
-                  Policy())
-    assert result["notes"] == [] and result["environment"] == [] and "Note:" not in format_markdown(result)
-
-
-def test_version_and_host_differences_are_a_note_not_an_error(tmp_path):
-    correct = baseline_correct(seed=1)
-    b = make_run(tmp_path, "base", {"xcopa": {"et": acc_records(correct)}},
-                 provenance={"host": HOST, "versions": VERSIONS, "device": "cpu"})
-    other = {"host": {**HOST, "platform": "Darwin-24.1-arm64", "cpus": 10, "torch": "2.13.0"},
-             "versions": {**VERSIONS, "transformers": "5.24.0", "torch": "2.13.0"}, "device": "mps"}
-    c = make_run(tmp_path, "cand", {"xcopa": {"et": acc_records(correct)}}, provenance=other)
-    result = gate(b, c, Policy())
-    assert result["verdict"] == "pass" and exit_code(result) == 0 and result["warnings"] == []
-    assert result["environment"] == [
-        {"key": "torch", "baseline": "2.13.0+cpu", "candidate": "2.13.0"},
-        {"key": "transformers", "baseline": "4.57.1", "candidate": "5.24.0"},
-        {"key": "device", "baseline": "cpu", "candidate": "mps"},
-        {"key": "platform", "baseline": "Linux-6.18-x86_64", "candidate": "Darwin-24.1-arm64"},
-        {"key": "cpus", "baseline": 2, "candidate": 10}]
-    [note] = result["notes"]
-    assert note.startswith("the baseline and the candidate run were made in different environments (torch "
-                           "2.13.0+cpu vs 2.13.0; transformers 4.57.1 vs 5.24.0; device cpu vs mps; platform")
-    assert "margins sized for real regressions" in note and "docs/gate.md" in note
-    md = format_markdown(result)
-    assert f"\nNote: {note}\n" in md and md.index("Note:") < md.index("### xcopa")
-
-
-def test_an_older_run_without_versions_is_noted(tmp_path):
-    correct = baseline_correct(seed=1)
-    b = make_run(tmp_path, "base", {"xcopa": {"et": acc_records(correct)}}, provenance={"host": HOST})
-    c = make_run(tmp_path, "cand", {"xcopa": {"et": acc_records(correct)}},
-                 provenance={"host": HOST, "versions": VERSIONS})
-    [note] = gate(b, c, Policy())["notes"]
-    assert "numpy not recorded vs 2.3.4" in note and "transformers not recorded vs 4.57.1" in note
-    assert "torch" not in note  # the older run's torch comes from its host record
-
-
-# ---------------------------------------------------------------------------- policy
-
-
-def test_default_policy_file_matches_the_dataclass():
-    assert replace(load_policy(), source="default") == Policy()
-    assert load_policy().source == "default" and POLICY_FILE.is_file()
-
-
-@pytest.mark.parametrize("text, message", [
-    ("alpah: 0.05\n", r"unknown policy key 'alpah' \(did you mean 'alpha'\?\) — allowed keys: alpha,"),
-    ("alpha: 0.7\n", r"alpha must be a number in \(0, 0.5\), got 0.7"),
-    ("alpha: true\n", "alpha must be a number"),
-    ("power: 1\n", "power must be a number"),
-    ("margins:\n  xcopa: -0.01\n", "margins.xcopa must be a positive number, got -0.01"),
-    ("margins:\n  flores: {chrf++: 0}\n", r"margins.flores.chrf\+\+ must be a positive number"),
-    ("margins: [1, 2]\n", "margins must be a mapping"),
-    ("metrics:\n  mgsm: []\n", "metrics.mgsm must be a metric name or a list"),
-    ("on_inconclusive: maybe\n", "on_inconclusive must be 'pass' or 'fail'"),
-    ("require_all: 1\n", "require_all must be true or false"),
-    ("resamples: 10\n", r"resamples 10 cannot reach p < alpha 0.05 — use resamples >= 20"),
-    ("[1, 2]\n", "must hold a mapping of keys"),
-    ("alpha: [\n", r"not valid YAML \(line"),
-])
-def test_policy_validation(tmp_path, text, message):
-    file = tmp_path / "gate.yaml"
-    file.write_text(text)
-    with pytest.raises(GlotbenchError, match=message) as err:
-        load_policy(file)
-    assert "\n" not in str(err.value)
-
-
-def test_policy_file_values(tmp_path, pair):
-    file = tmp_path / "gate.yaml"
-    file.write_text("alpha: 0.01\nmargins:\n  flores: {chrf++: 1.5, xcomet: 0.01}\n  xcopa: 0.02\n"
-                    "metrics:\n  mgsm: [strict_match, flexible_extract]\nseed: 7\n")
-    policy = load_policy(file)
-    assert policy.alpha == 0.01 and policy.seed == 7 and policy.resamples == 1000
-    assert policy.margins == {"flores": {"chrf++": 1.5, "xcomet": 0.01}, "xcopa": 0.02}
-    assert policy.metrics == {"mgsm": ("strict_match", "flexible_extract")} and policy.source == str(file)
-    with pytest.raises(GlotbenchError, match="cannot read policy file"):
-        load_policy(tmp_path / "missing.yaml")
-    b, c = pair()
-    bad = replace(Policy(), margins={"xcopa": {"accuracy": 0.02}})
-    with pytest.raises(GlotbenchError, match="margins for xcopa name accuracy, not gated"):
-        gate(b, c, bad)
-    with pytest.raises(GlotbenchError, match="metric 'f1' is not in both runs"):
-        gate(b, c, replace(Policy(), metrics={"xcopa": ("f1",)}))
 
 
 # ---------------------------------------------------------------------------- Markdown
