@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import json
 import math
 import signal
@@ -36,131 +35,28 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
+
+from openai_faults import (  # noqa: F401 - re-exported: tests import them from here
+    MALFORMED_CONTENT,
+    RPM_WINDOW_S,
+    VERDICT_CHOICES,
+    FaultKind,
+    Faults,
+    content_hash,
+    default_verdict,
+    error_body,
+    format_seconds,
+    message_chars,
+    sha256_json,
+)
 
 Responder = Callable[[dict], str]
 Reply = tuple[int, dict, dict[str, str]]
 """(status, JSON payload, extra headers) of one response."""
 RawReply = Callable[[dict], "tuple[int, bytes] | None"]
 """request JSON -> (status, raw body) sent as is, or None for the normal reply."""
-FaultKind = Literal["429", "500", "timeout", "malformed", "none"]
-
-VERDICT_CHOICES = ("Answer (A)", "Answer (B)", "TIE")
-MALFORMED_CONTENT = "I cannot decide between these answers."
-RPM_WINDOW_S = 60.0
-
-
-def _sha256_json(obj: Any) -> str:
-    """Hex sha256 of `obj` serialised as JSON with sorted keys (stable across runs)."""
-    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def default_verdict(request_json: dict) -> str:
-    """A deterministic judge verdict for a chat request: a hash of its messages picks A, B or TIE.
-
-    Only `messages` enter the hash, so the same prompt gets the same verdict whatever the model,
-    temperature or token limit.
-    """
-    digest = _sha256_json(request_json.get("messages", []))
-    choice = VERDICT_CHOICES[int(digest, 16) % len(VERDICT_CHOICES)]
-    return f"Comparison: scripted verdict.\nPreferred: {choice}"
-
-
-def content_hash(request_json: dict) -> str:
-    """The identity of a request for fault decisions: messages, model, max_tokens, temperature."""
-    key = {
-        name: request_json.get(name) for name in ("messages", "model", "max_tokens", "temperature")
-    }
-    return _sha256_json(key)
-
-
-def _message_chars(messages: Any) -> int:
-    """Total characters of all message contents (string contents or the text of content parts)."""
-    total = 0
-    for message in messages if isinstance(messages, list) else []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
-    return total
-
-
-def _format_seconds(seconds: float) -> str:
-    """A Retry-After value: seconds rounded up to the millisecond, without trailing zeros."""
-    text = f"{math.ceil(max(seconds, 0.0) * 1000) / 1000:.3f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Fault rates applied to the first `max_per_request` sightings of each request content."""
-
-    rate_429: float = 0.0
-    """Fraction of early attempts answered 429 with a `Retry-After: retry_after` header."""
-    rate_500: float = 0.0
-    """Fraction of early attempts answered 500 with an OpenAI error body."""
-    rate_timeout: float = 0.0
-    """Fraction of early attempts that sleep `timeout_sleep` s before answering (the client times out first)."""
-    rate_malformed: float = 0.0
-    """Fraction of early attempts answered 200 with content that is not a verdict."""
-    max_per_request: int = 2
-    """A given request content fails at most this many times, then is always served normally."""
-    retry_after: float = 0.0
-    """Seconds sent in the Retry-After header of fault 429s."""
-    timeout_sleep: float = 3.0
-    """Seconds a timeout fault stalls before it tries to send the normal reply."""
-    seed: int = 0
-    """Seed of the fault draws: same seed, same requests, same faults."""
-
-    def __post_init__(self) -> None:
-        """Reject rates outside [0, 1], rates summing past 1, and negative counts or durations."""
-        rates = {
-            "rate_429": self.rate_429,
-            "rate_500": self.rate_500,
-            "rate_timeout": self.rate_timeout,
-            "rate_malformed": self.rate_malformed,
-        }
-        for name, value in rates.items():
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"Faults.{name} must lie in [0, 1], got {value}")
-        if sum(rates.values()) > 1.0 + 1e-9:
-            raise ValueError(
-                f"Faults rates must sum to at most 1, got {sum(rates.values())} from {rates}"
-            )
-        if self.max_per_request < 0:
-            raise ValueError(f"Faults.max_per_request must be >= 0, got {self.max_per_request}")
-        if self.retry_after < 0 or self.timeout_sleep < 0:
-            raise ValueError(
-                f"Faults.retry_after and timeout_sleep must be >= 0, got {self.retry_after}, {self.timeout_sleep}"
-            )
-
-    def decide(self, request_hash: str, k: int) -> FaultKind:
-        """The fault for the k-th sighting (0-based) of the content with hash `request_hash`."""
-        if k >= self.max_per_request:
-            return "none"
-        digest = hashlib.sha256(f"{self.seed}:{request_hash}:{k}".encode()).digest()
-        u = int.from_bytes(digest[:8], "big") / 2.0**64
-        cumulative = 0.0
-        for kind, rate in (
-            ("429", self.rate_429),
-            ("500", self.rate_500),
-            ("timeout", self.rate_timeout),
-            ("malformed", self.rate_malformed),
-        ):
-            cumulative += rate
-            if u < cumulative:
-                return kind  # type: ignore[return-value]
-        return "none"
-
-
-def _error_body(message: str, type_: str, code: str | None) -> dict:
-    """An error payload in the shape the OpenAI API (and so its client) uses."""
-    return {"error": {"message": message, "type": type_, "code": code, "param": None}}
-
 
 class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that never blocks on handler threads and logs nothing."""
@@ -400,12 +296,12 @@ class OpenAIServer:
         if self.api_key is None or handler.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None
         message = "Incorrect API key provided to the scripted server."
-        return 401, _error_body(message, "invalid_request_error", "invalid_api_key"), {}
+        return 401, error_body(message, "invalid_request_error", "invalid_api_key"), {}
 
     def _not_found(self, handler: _Handler) -> None:
         """404 for an unknown path."""
         message = f"Unknown request URL: {handler.command} {handler.path}."
-        handler.send_json(404, _error_body(message, "invalid_request_error", "unknown_url"))
+        handler.send_json(404, error_body(message, "invalid_request_error", "unknown_url"))
 
     def _handle_get(self, handler: _Handler) -> None:
         """GET: the model list, or 404."""
@@ -434,7 +330,7 @@ class OpenAIServer:
             reply = self._chat(handler, body)
         except Exception as err:  # a broken responder should be a visible 500, not a hang-up
             message = f"responder raised {type(err).__name__}: {err}"
-            reply = 500, _error_body(message, "server_error", None), {}
+            reply = 500, error_body(message, "server_error", None), {}
         if reply is not None:
             self._count_status(reply[0])
             handler.send_json(*reply)
@@ -448,19 +344,19 @@ class OpenAIServer:
             request = json.loads(body or b"null")
         except ValueError as err:
             message = f"Request body is not JSON: {err}"
-            return 400, _error_body(message, "invalid_request_error", None), {}
+            return 400, error_body(message, "invalid_request_error", None), {}
         if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
             message = "Request body must be a JSON object with a `messages` list."
-            return 400, _error_body(message, "invalid_request_error", None), {}
+            return 400, error_body(message, "invalid_request_error", None), {}
         if request.get("stream"):
             message = "stream=true is not supported by the scripted server."
-            return 400, _error_body(message, "invalid_request_error", None), {}
+            return 400, error_body(message, "invalid_request_error", None), {}
         if request.get("model") != self.model:
             message = (
                 f"The model `{request.get('model')}` does not exist; "
                 f"this server serves `{self.model}`."
             )
-            return 404, _error_body(message, "invalid_request_error", "model_not_found"), {}
+            return 404, error_body(message, "invalid_request_error", "model_not_found"), {}
 
         raw = self.raw_reply(request) if self.raw_reply is not None else None
         if raw is not None:
@@ -473,8 +369,8 @@ class OpenAIServer:
             message = (
                 f"Rate limit of {self.rpm} requests per minute reached; retry in {wait:.3f} s."
             )
-            error = _error_body(message, "rate_limit_error", "rate_limit_exceeded")
-            return 429, error, {"Retry-After": _format_seconds(wait)}
+            error = error_body(message, "rate_limit_error", "rate_limit_exceeded")
+            return 429, error, {"Retry-After": format_seconds(wait)}
 
         request_hash = content_hash(request)
         with self._lock:
@@ -484,11 +380,11 @@ class OpenAIServer:
 
         if fault == "429":
             message = "Scripted rate limit (injected fault)."
-            error = _error_body(message, "rate_limit_error", "rate_limit_exceeded")
-            return 429, error, {"Retry-After": _format_seconds(self.faults.retry_after)}
+            error = error_body(message, "rate_limit_error", "rate_limit_exceeded")
+            return 429, error, {"Retry-After": format_seconds(self.faults.retry_after)}
         if fault == "500":
             message = "Scripted server error (injected fault)."
-            return 500, _error_body(message, "server_error", None), {}
+            return 500, error_body(message, "server_error", None), {}
         if fault == "timeout":
             with self._lock:
                 self._stats["timeouts"] += 1
@@ -533,7 +429,7 @@ class OpenAIServer:
         with self._lock:
             self._next_id += 1
             completion_id = f"chatcmpl-{self._next_id}"
-        prompt_tokens = math.ceil(_message_chars(request.get("messages")) / 4)
+        prompt_tokens = math.ceil(message_chars(request.get("messages")) / 4)
         completion_tokens = math.ceil(len(content) / 4)
         return {
             "id": completion_id,
@@ -562,50 +458,23 @@ def main(argv: list[str] | None = None) -> None:
         description="Scripted OpenAI-compatible chat-completions server with deterministic faults.",
         epilog="example: python tests/openai_server.py --port 8123 --rpm 600 --latency 0.2 --fault-rate 0.1",
     )
-    parser.add_argument(
-        "--port", type=int, default=8123, help="port on 127.0.0.1 (0 picks a free one)"
-    )
-    parser.add_argument(
-        "--rpm", type=float, default=None, help="requests per minute allowed (sliding 60 s)"
-    )
-    parser.add_argument(
-        "--latency", type=float, default=0.0, help="seconds before each normal reply"
-    )
-    parser.add_argument(
-        "--fault-rate", type=float, default=0.0, help="total fault rate of first attempts"
-    )
-    parser.add_argument(
-        "--max-per-request", type=int, default=2, help="faults per request content at most"
-    )
-    parser.add_argument(
-        "--timeout-sleep", type=float, default=3.0, help="stall of a timeout fault (s)"
-    )
-    parser.add_argument(
-        "--retry-after", type=float, default=0.0, help="Retry-After of fault 429s (s)"
-    )
+    parser.add_argument("--port", type=int, default=8123, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--rpm", type=float, default=None, help="requests per minute allowed (sliding 60 s)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each normal reply")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="total fault rate of first attempts")
+    parser.add_argument("--max-per-request", type=int, default=2, help="faults per request content at most")
+    parser.add_argument("--timeout-sleep", type=float, default=3.0, help="stall of a timeout fault (s)")
+    parser.add_argument("--retry-after", type=float, default=0.0, help="Retry-After of fault 429s (s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--api-key", default=None, help="require this Bearer key")
     parser.add_argument("--model", default="scripted-judge", help="the model name served")
     args = parser.parse_args(argv)
     share = args.fault_rate / 4
-    faults = Faults(
-        rate_429=share,
-        rate_500=share,
-        rate_timeout=share,
-        rate_malformed=share,
-        max_per_request=args.max_per_request,
-        retry_after=args.retry_after,
-        timeout_sleep=args.timeout_sleep,
-        seed=args.seed,
-    )
-    server = OpenAIServer(
-        faults=faults,
-        latency=args.latency,
-        rpm=args.rpm,
-        api_key=args.api_key,
-        model=args.model,
-        port=args.port,
-    )
+    faults = Faults(rate_429=share, rate_500=share, rate_timeout=share, rate_malformed=share,
+                    max_per_request=args.max_per_request, retry_after=args.retry_after,
+                    timeout_sleep=args.timeout_sleep, seed=args.seed)
+    server = OpenAIServer(faults=faults, latency=args.latency, rpm=args.rpm, api_key=args.api_key,
+                          model=args.model, port=args.port)
     # A process started in the background of a non-interactive shell inherits SIGINT ignored,
     # and Python then installs no KeyboardInterrupt handler: install it (and SIGTERM) here.
     def interrupt(signum, frame):
