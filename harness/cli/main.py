@@ -30,7 +30,7 @@ from glotbench.harness.cli import (
     table,
 )
 from glotbench.harness.cli import tasks as tasks_verb
-from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.errors import GlotbenchError, first_line
 
 # The verbs in the order ``glotbench --help`` lists them; each module has register() and run().
 VERBS = (run, compare, judge, import_answers, table, report, gate, merge, tasks_verb)
@@ -131,8 +131,8 @@ def _silence_stdout() -> None:
 
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, at most 300 characters."""
-    text = (str(exc).strip().splitlines() or [""])[0]
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text = first_line(exc, 300)
+    text = type(exc).__name__ if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
     return text if len(text) <= 300 else text[:299] + "…"
 
 

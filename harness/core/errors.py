@@ -31,3 +31,10 @@ def close_match(value: str, allowed: list[str] | tuple[str, ...]) -> str:
 
     match = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none),
+    cut to ``limit`` characters: how a third-party error is quoted inside a one-line message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.errors import GlotbenchError, first_line
 from glotbench.harness.core.records import ChatMessage
 from glotbench.harness.core.retry import (
     RateLimiter,
@@ -205,7 +205,7 @@ class OpenAIClient:
                 except (json.JSONDecodeError, self._openai.APIResponseValidationError) as exc:
                     # The request went out and a 2xx came back whose body is not a completion
                     # (the client decodes the body inside create(); nothing else there parses JSON).
-                    raise UnreadableReply(f"the reply is not a chat completion ({_first_line(exc)})") from exc
+                    raise UnreadableReply(f"the reply is not a chat completion ({first_line(exc)})") from exc
             return _read(response)
 
         try:
@@ -313,8 +313,4 @@ def _message(exc: BaseException) -> str:
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])[:200]
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(exc)
