@@ -19,17 +19,20 @@ def run(args) -> int:
     from glotbench.harness.taskapi import registry
 
     data_dir = Path(args.data_dir) if args.data_dir else None
-    print(f"{'task':<12} {'version':<8} {'hub id':<26} languages (local data: * bundled, + --data-dir, - hub only)")
-    for name in registry.task_names():
-        task = registry.get_task(name)
-        marks = {"bundled": "*", "local": "+", None: "-"}
+    tasks = [registry.get_task(name) for name in registry.task_names()]
+    w_name = max(len("task"), *(len(t.name) for t in tasks))
+    w_hub = max(len("hub id"), *(len(t.data.hub_id) for t in tasks))
+    print(f"{'task':<{w_name}} {'version':<8} {'hub id':<{w_hub}} languages (local data: * bundled, "
+          "+ --data-dir, - hub only)")
+    marks = {"bundled": "*", "local": "+", None: "-"}
+    for task in tasks:
         langs = " ".join(f"{lang}{marks[data_mod.available(task, lang, data_dir)]}" for lang in task.languages)
-        print(f"{name:<12} {task.version:<8} {task.data.hub_id:<26} {langs}")
+        print(f"{task.name:<{w_name}} {task.version:<8} {task.data.hub_id:<{w_hub}} {langs}")
     from glotbench import tasks as catalogue
 
     for suite, members in catalogue.SUITES.items():
         print(f"suite {suite}: {', '.join(members)}")
-    print_aliases([registry.get_task(name) for name in registry.task_names()])
+    print_aliases(tasks)
     return 0
 
 

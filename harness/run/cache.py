@@ -41,6 +41,9 @@ class RequestCache:
     def __init__(self, path: Path | None = None):
         default = os.environ.get("GLOTBENCH_REQUEST_CACHE") or cache_dir() / "requests.sqlite"
         self.path = Path(path) if path else Path(default)
+        if self.path.is_dir():
+            raise GlotbenchError(f"the request cache {self.path} is a directory",
+                                 "point GLOTBENCH_REQUEST_CACHE at a file path (created on first use)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
