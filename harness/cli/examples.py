@@ -44,3 +44,13 @@ merge.yaml:
     - {model: ckpt/cluster-a, parameters: {weight: 0.6}}
     - {model: ckpt/cluster-b, parameters: {weight: 0.4}}
 """
+
+TRAIN_EXAMPLES = """examples:
+  glotbench train reward training/recipes/examples/reward-alpacaeval.yaml -o ckpt/rm
+  glotbench train arbitrage training/recipes/examples/arbitrage-alpacaeval.yaml -o data/arbitrage
+  glotbench train sft training/recipes/examples/sft-embedded.yaml -o ckpt/sft
+  glotbench train sft sft.yaml -o ckpt/sft --accelerate-config training/recipes/accelerate/ddp-cpu.yaml
+  glotbench run --model hf:ckpt/sft --tasks xcopa --limit 5   # evaluate; lineage in provenance
+
+configs and outputs: docs/training.md
+"""

@@ -28,12 +28,13 @@ from glotbench.harness.cli import (
     report,
     run,
     table,
+    train,
 )
 from glotbench.harness.cli import tasks as tasks_verb
 from glotbench.harness.core.errors import GlotbenchError, first_line
 
 # The verbs in the order ``glotbench --help`` lists them; each module has register() and run().
-VERBS = (run, compare, judge, import_answers, table, report, gate, merge, tasks_verb)
+VERBS = (run, compare, judge, import_answers, table, report, gate, merge, train, tasks_verb)
 
 EXIT_OS_ERROR = 74  # EX_IOERR of sysexits.h; 1 stays the gate's "regression"
 EXIT_INTERNAL = 70
@@ -42,7 +43,7 @@ EXIT_TERMINATED = 143
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 DEBUG_HELP = "show the full traceback of an error"
 # Verbs whose answers go to a request cache as they come: rerunning one resumes it.
-RESUMABLE = ("run", "judge")
+RESUMABLE = ("run", "judge", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

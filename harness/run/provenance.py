@@ -1,5 +1,5 @@
 """What a run records about how it was made: prompt layout, host and library versions, the
-recipe of a merged checkpoint."""
+recipe of a merged checkpoint and the lineage of a trained one."""
 
 from __future__ import annotations
 
@@ -41,15 +41,32 @@ def versions() -> dict[str, str | None]:
     return library_versions()
 
 
-def merge_provenance(model: str) -> dict:
-    """A merged checkpoint (``glotbench merge``) carries its recipe into every run of it."""
-    path = Path(model.removeprefix("hf:")) / "merge_manifest.json"
+# Written by every training stage that produces a checkpoint (training/core/stage.py); read
+# here by name only: the harness never imports training/.
+TRAINING_MANIFEST = "training_manifest.json"
+
+
+def _manifest(model: str, name: str) -> dict | None:
+    path = Path(model.removeprefix("hf:")) / name
     try:
         man = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         man = None
-    if not isinstance(man, dict):
-        return {}
+    return man if isinstance(man, dict) else None
+
+
+def merge_provenance(model: str) -> dict:
+    """A merged checkpoint (``glotbench merge``) carries its recipe into every run of it, and a
+    trained one (``glotbench train``) its lineage: stage, config and its hash, parents (base
+    checkpoint and data, with hashes) and the versions that trained it."""
+    out = {}
+    trained = _manifest(model, TRAINING_MANIFEST)
+    if trained:
+        keep = ("stage", "config", "config_sha256", "inputs", "versions", "glotbench_version", "created_utc")
+        out["training"] = {k: trained.get(k) for k in keep}
+    man = _manifest(model, "merge_manifest.json")
+    if not man:
+        return out
     keep = ("method", "convention", "seed", "config_sha256", "glotbench_version", "created_utc")
     inputs = [{"model": i.get("model"), "role": i.get("role"), "files": i.get("files")} for i in man.get("inputs", [])]
-    return {"merge": {**{k: man.get(k) for k in keep}, "inputs": inputs}}
+    return {**out, "merge": {**{k: man.get(k) for k in keep}, "inputs": inputs}}

@@ -1,0 +1,101 @@
+"""A training stage's output: one directory, written atomically, with a manifest.
+
+A stage writes into a hidden ``.NAME.partial-PID`` beside the target and renames it into
+place last, so an interrupted stage leaves nothing that looks finished (``--overwrite`` swaps
+an old output out only at the end). The manifest (``training_manifest.json``) is the stage's
+lineage: what it is, its config and that config's hash, its inputs (parents: checkpoints and
+data files, each with its hash) and the versions of the libraries that produced it.
+``glotbench run --model hf:DIR`` copies it into the run's provenance
+(harness/run/provenance.py reads the file by this name).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from glotbench import harness
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.hashing import json_sha256, write_json_atomic
+from glotbench.harness.core.versions import library_versions
+
+MANIFEST = "training_manifest.json"
+FORMAT = "glotbench-training/1"
+TRAINING_LIBRARIES = ("torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets",
+                      "safetensors", "numpy")
+
+
+def check_output(out: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse, before any work, an output that exists (without ``overwrite``) or is an input."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise GlotbenchError(f"output {out} already exists", "choose another -o, or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise GlotbenchError(f"output {out} exists and is not a directory", "choose another -o")
+    for src in inputs:
+        if Path(src).exists() and Path(src).resolve() == out.resolve():
+            raise GlotbenchError(f"output {out} is also an input", "write to another directory")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise GlotbenchError(f"the parent of {out} does not exist", f"create {parent} first")
+    if not os.access(parent, os.W_OK):
+        raise GlotbenchError(f"cannot write in {parent}", "choose an -o in a writable directory")
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temporary directory that becomes ``out`` when the block ends without an exception
+    (and is removed when it raises)."""
+    out = Path(out)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish(tmp, out)
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Rename the finished directory into place (swapping out an old one)."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def manifest(stage: str, config: dict, inputs: list[dict], outputs: dict[str, Any], started: float,
+             **extra: Any) -> dict:
+    """The manifest of one stage. ``inputs``: ``{"role", "path", "sha256", ...}`` per parent
+    (checkpoint or data file); ``outputs``: what the stage wrote (files and their hashes, counts)."""
+    return {
+        "format": FORMAT,
+        "stage": stage,
+        "glotbench_version": harness.__version__,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 3),
+        "host": socket.gethostname(),
+        "config": config,
+        "config_sha256": json_sha256(config),
+        "inputs": inputs,
+        "outputs": outputs,
+        "versions": library_versions(TRAINING_LIBRARIES),
+        **extra,
+    }
+
+
+def write_manifest(directory: Path, data: dict) -> Path:
+    path = Path(directory) / MANIFEST
+    write_json_atomic(path, data, indent=2)
+    return path
