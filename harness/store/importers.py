@@ -49,6 +49,39 @@ def _answer(row: dict, where: str) -> tuple[str, str, str | None]:
                              "see glotbench import-answers --help for the accepted formats") from None
 
 
+def read_answers(file: Path) -> tuple[dict[str, tuple[str, str | None]], set[str | None], bytes]:
+    """The completions of a JSON-lines answer file in either format: ``{prompt id: (response,
+    prompt text or None)}``, the model names the lines state, and the file's bytes (for its
+    hash). Not UTF-8, not JSON, neither format, or a second answer to one prompt: one-line errors."""
+    if not Path(file).is_file():
+        raise GlotbenchError(f"answer file {file} does not exist", "pass a JSON-lines file of completions")
+    raw = Path(file).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise GlotbenchError(f"{file} is not UTF-8 text (line {line}, byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
+                             "convert it to UTF-8 JSON lines (e.g. iconv -t UTF-8)") from None
+    answers: dict[str, tuple[str, str | None]] = {}
+    names: set[str | None] = set()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{file} line {lineno}"
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise GlotbenchError(f"{where} is not valid JSON ({exc})", "fix or replace the file") from None
+        if not isinstance(row, dict):
+            raise GlotbenchError(f"{where} is not a JSON object", "fix or replace the file")
+        pid, response, prompt = _answer(row, where)
+        if pid in answers:
+            raise GlotbenchError(f"{where}: a second answer to prompt {pid}", "keep one answer per prompt")
+        answers[pid] = (response, prompt)
+        names.add(row.get("model"))
+    return answers, names, raw
+
+
 def task_lang(task, lang: str) -> str:
     """The task's own code for ``--lang`` (any code of the language table: ``fr`` is Dolly's ``fra``)."""
     own = task_codes(task, lang)
@@ -67,32 +100,7 @@ def import_answers(file: Path, task_name: str, lang: str, output: Path, *, model
         raise GlotbenchError(f"task {task_name!r} is not open-ended", "import answers for m_arenahard or dolly")
     lang = task_lang(task, lang)
     check_new(Path(output))
-    if not Path(file).is_file():
-        raise GlotbenchError(f"answer file {file} does not exist", "pass a JSON-lines file of completions")
-    raw = Path(file).read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise GlotbenchError(f"{file} is not UTF-8 text (line {line}, byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
-                             "convert it to UTF-8 JSON lines (e.g. iconv -t UTF-8)") from None
-    answers: dict[str, tuple[str, str | None]] = {}
-    names = set()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{file} line {lineno}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise GlotbenchError(f"{where} is not valid JSON ({exc})", "fix or replace the file") from None
-        if not isinstance(row, dict):
-            raise GlotbenchError(f"{where} is not a JSON object", "fix or replace the file")
-        pid, text, prompt = _answer(row, where)
-        if pid in answers:
-            raise GlotbenchError(f"{where}: a second answer to prompt {pid}", "keep one answer per prompt")
-        answers[pid] = (text, prompt)
-        names.add(row.get("model"))
+    answers, names, raw = read_answers(Path(file))
     loaded = data_mod.load(task, lang, data, data_dir)
     samples = loaded.samples[:limit] if limit else loaded.samples
     records = []
