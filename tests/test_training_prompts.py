@@ -234,6 +234,8 @@ def test_hub_dataset_from_a_local_repo(tmp_path, datasets_offline):
     ps = load_prompts({"hub": str(repo), "config": "main", "split": "test", "language": "xx",
                        "fields": {"prompt": "instruction"}})
     assert [(p.prompt_id, p.language) for p in ps.prompts] == [("0", "xx"), ("1", "xx")]
+    relative = load_prompts({**block, "hub": "repo"}, tmp_path / "arbitrage.yaml")  # next to the config
+    assert relative.sha256 == load_prompts(block).sha256
     with pytest.raises(DataError, match=r"row 0 lacks field\(s\) text .* — use a local copy"):
         load_prompts({"hub": str(repo), "config": "main", "language": "de", "fields": {"prompt": "text"}})
 

@@ -123,7 +123,9 @@ def _read(kind: str, block: dict, config_path: Path | None, where: str, language
           first: int | None) -> sources.Read:
     value = typed(block, kind, str, where)
     if kind == "hub":
-        return _read_hub(block, value, where)
+        # a local stand-in directory may be named relative to the config, like any path
+        local = resolve_path(value, config_path)
+        return _read_hub(block, str(local) if local.exists() else value, where)
     path = resolve_path(value, config_path)
     if kind == "file":
         return sources.read_file(path)
