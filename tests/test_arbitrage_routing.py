@@ -10,7 +10,7 @@ import pytest
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.records import ChatMessage
-from glotbench.training.arbitrage.figure import write_routing_figure
+from glotbench.training.arbitrage.figure import routing_figure, write_routing_figure
 from glotbench.training.arbitrage.router import Router, evaluate_router, fit_router
 from glotbench.training.arbitrage.routing import (
     check_fixed,
@@ -98,6 +98,10 @@ def test_routing_figure_is_written_and_deterministic(tmp_path):
     assert all(p.stat().st_size > 1000 for p in first)
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
     assert first[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    single = routing_figure(stats, tmp_path / "c" / "routing.png")
+    assert single.read_bytes() == first[0].read_bytes()
+    with pytest.raises(ValueError, match="must end in .png or .svg"):
+        routing_figure(stats, tmp_path / "routing.pdf")
 
 
 # ------------------------------------------------------------------------------ learned router
@@ -126,7 +130,7 @@ def synthetic(n: int, seed: int) -> tuple[dict[str, Prompt], list[Candidate]]:
 def test_learned_router_beats_random_and_the_prior_on_a_feature_signal():
     prompts, cands = synthetic(240, seed=0)
     held_p, held_c = synthetic(120, seed=1)
-    router = fit_router(prompts, cands, seed=0)
+    router = fit_router(list(prompts.values()), cands, seed=0)  # a sequence, as the engine passes them
     assert router.ridge is not None  # cross-validation found the code signal worth the features
     report = evaluate_router(router, held_p, held_c, seed=0)
     assert report["prompts"] == 120 and report["skipped"] == 0

@@ -112,6 +112,24 @@ def test_position_bias_cancels_across_both_orders():
     assert scores[0] == pytest.approx(scores[1])
 
 
+def test_a_second_scoring_is_served_from_the_request_cache():
+    prompts = {"p": prompt("p")}
+    cands = [cand("p", "a", "good answer"), cand("p", "b", "poor answer"), cand("p", "c", "fair answer")]
+    with OpenAIServer(responder=QualityJudge()) as server:
+        first = judge_scorer(server).score(prompts, cands)
+        sent = server.stats()["requests"]
+        again = judge_scorer(server).score(prompts, cands)
+        assert server.stats()["requests"] == sent == 6
+    assert again == first
+
+
+def test_reward_model_path_must_be_a_directory(tmp_path):
+    with pytest.raises(GlotbenchError, match="reward_model .*missing-rm is not a directory"):
+        build_scorer({"reward_model": str(tmp_path / "missing-rm")}, None, progress=False)
+    with pytest.raises(GlotbenchError, match="unknown key 'batchsize'"):
+        build_scorer({"reward_model": str(tmp_path), "batchsize": 4}, None, progress=False)
+
+
 def test_judge_config_errors_are_one_line():
     with pytest.raises(GlotbenchError, match="method 'elo' is not one of bradley_terry, wins"):
         build_scorer({"judge": {"model": "m", "base_url": "http://127.0.0.1:1/v1", "method": "elo"}}, None, progress=False)

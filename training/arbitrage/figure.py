@@ -1,8 +1,10 @@
 """The routing figure: which teacher wins where. A heatmap of win share (languages × teachers)
 from ``routing.json`` (:func:`glotbench.training.arbitrage.routing.routing_stats`), each cell
 annotated with its wins out of the language's routed prompts; a teacher that gave no candidate
-in a language is hatched and marked "–", never drawn as 0 %. Written as PNG and SVG through
-the report's :func:`glotbench.harness.report.figures.save`, byte-for-byte reproducible."""
+in a language is hatched and marked "–", never drawn as 0 %.
+
+Byte-for-byte reproducible, with the report's settings (:mod:`glotbench.harness.report.figures`):
+no date or software stamp, a fixed SVG hash salt, 150 dpi PNG."""
 
 from __future__ import annotations
 
@@ -13,10 +15,25 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from glotbench.harness.report.figures import MISSING, save
+from glotbench.harness.report.figures import MISSING, PNG_DPI, save
+
+FORMATS = ("png", "svg")
+_METADATA = {"svg": {"Date": None, "Creator": None}, "png": {"Software": None}}
 
 
-def routing_figure(stats: dict, title: str = "Reward routing: share of prompts won") -> Figure:
+def routing_figure(stats: dict, path: str | Path) -> Path:
+    """Write the heatmap of ``stats`` (a routing.json mapping) to ``path`` (.png or .svg); return it."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"routing_figure: {path} must end in .png or .svg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context({"svg.hashsalt": "glotbench", "svg.fonttype": "path"}):
+        routing_heatmap(stats).savefig(path, format=fmt, dpi=PNG_DPI, metadata=_METADATA[fmt])
+    return path
+
+
+def routing_heatmap(stats: dict, title: str = "Reward routing: share of prompts won") -> Figure:
     """The heatmap Figure of ``stats`` (a routing.json mapping)."""
     teachers = list(stats["teachers"])
     langs = list(stats["languages"])
@@ -30,7 +47,7 @@ def routing_figure(stats: dict, title: str = "Reward routing: share of prompts w
             if cell is not None:
                 share[i, j] = cell["win_share"] if cell["win_share"] is not None else 0.0
                 wins[i, j] = cell["wins"]
-    fig = Figure(figsize=(max(4.5, 2.0 + 0.9 * len(teachers)), max(2.2, 1.3 + 0.45 * len(langs))),
+    fig = Figure(figsize=(max(4.5, 2.0 + 0.9 * len(teachers)), max(2.8, 1.4 + 0.45 * len(langs))),
                  layout="constrained")
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["Blues"].with_extremes(bad="white")
@@ -53,5 +70,5 @@ def routing_figure(stats: dict, title: str = "Reward routing: share of prompts w
 
 
 def write_routing_figure(stats: dict, path_without_suffix: str | Path) -> list[Path]:
-    """Write ``<path>.png`` and ``<path>.svg`` of :func:`routing_figure`; return both paths."""
-    return save(routing_figure(stats), path_without_suffix)
+    """Write ``<path>.png`` and ``<path>.svg`` of :func:`routing_heatmap`; return both paths."""
+    return save(routing_heatmap(stats), path_without_suffix)

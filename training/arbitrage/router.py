@@ -126,9 +126,14 @@ def teacher_values(candidates: Sequence[Candidate]) -> dict[str, dict[str, float
     return out
 
 
-def fit_router(prompts: Mapping[str, Prompt], candidates: Sequence[Candidate], seed: int, *,
+def _by_id(prompts: Mapping[str, Prompt] | Sequence[Prompt]) -> Mapping[str, Prompt]:
+    return prompts if isinstance(prompts, Mapping) else {p.prompt_id: p for p in prompts}
+
+
+def fit_router(prompts: Mapping[str, Prompt] | Sequence[Prompt], candidates: Sequence[Candidate], seed: int, *,
                buckets: int = BUCKETS, ridges: Sequence[float | None] = RIDGES, folds: int = 5) -> Router:
-    """Fit on the prompts of ``prompts`` that have scored candidates (see the module docstring)."""
+    """Fit on the prompts (by id, or a sequence) that have scored candidates (see the module docstring)."""
+    prompts = _by_id(prompts)
     values = teacher_values(candidates)
     pids = [p for p in prompts if values.get(p)]
     if not pids:
@@ -192,7 +197,7 @@ def _predict(x, lang, prior, pooled, w, teachers) -> dict[str, float]:
     return {t: v + (float(x @ w[:, teachers.index(t)]) if w is not None else 0.0) for t, v in base.items()}
 
 
-def evaluate_router(router: Router, prompts: Mapping[str, Prompt], candidates: Sequence[Candidate], *,
+def evaluate_router(router: Router, prompts: Mapping[str, Prompt] | Sequence[Prompt], candidates: Sequence[Candidate], *,
                     seed: int = 0, tokens: Mapping[tuple[str, str, int], int] | None = None) -> dict:
     """Reward kept and compute saved by ``router`` on held-out ``prompts`` (every teacher answered).
 
@@ -208,6 +213,7 @@ def evaluate_router(router: Router, prompts: Mapping[str, Prompt], candidates: S
     generations avoided (``1 − Σ K(pick) / Σ K(all teachers)``, K = samples per teacher), and
     the same in completion tokens when ``tokens`` maps (prompt_id, teacher, sample) → count,
     else in completion characters (a proxy, labelled so)."""
+    prompts = _by_id(prompts)
     values = teacher_values(candidates)
     rows, skipped = [], 0
     for pid, prompt in prompts.items():

@@ -90,17 +90,17 @@ def build_scorer(block: dict, config_path: Path | None, *, progress: bool) -> Sc
 
 
 def _reward_model(block: dict, config_path: Path | None, where: str) -> Scorer:
-    try:
+    path = resolve_path(str(typed(block, "reward_model", str, where)), config_path)
+    if not path.is_dir():
+        raise ConfigError(f"{where}: reward_model {path} is not a directory",
+                          "train one with glotbench train reward CONFIG.yaml -o DIR")
+    try:  # lazily: torch and transformers load only for a reward-model scorer
         from glotbench.training.reward.score import RewardModelScorer
     except ModuleNotFoundError as exc:
         if exc.name != "glotbench.training.reward.score":
             raise
         raise GlotbenchError("the reward-model scorer (glotbench.training.reward.score) is not installed",
                              "reinstall glotbench (pip install -e .)") from None
-    path = resolve_path(str(typed(block, "reward_model", str, where)), config_path)
-    if not path.is_dir():
-        raise ConfigError(f"{where}: reward_model {path} is not a directory",
-                          "train one with glotbench train reward CONFIG.yaml -o DIR")
     return RewardModelScorer(path, batch_size=typed(block, "batch_size", int, where, 8),
                              device=typed(block, "device", str, where, "cpu"),
                              dtype=typed(block, "dtype", str, where, "float32"),
