@@ -133,6 +133,10 @@ def test_reward_model_path_must_be_a_directory(tmp_path):
 def test_judge_config_errors_are_one_line():
     with pytest.raises(GlotbenchError, match="method 'elo' is not one of bradley_terry, wins"):
         build_scorer({"judge": {"model": "m", "base_url": "http://127.0.0.1:1/v1", "method": "elo"}}, None, progress=False)
+    with pytest.raises(GlotbenchError, match="temperature must be at least 0, not -1"):
+        build_scorer({"judge": {"model": "m", "temperature": -1}}, None, progress=False)
+    with pytest.raises(GlotbenchError, match="parse_attempts must be positive, not 0"):
+        build_scorer({"judge": {"model": "m", "parse_attempts": 0}}, None, progress=False)
     with pytest.raises(GlotbenchError, match="unknown key 'modle'"):
         build_scorer({"judge": {"modle": "m"}}, None, progress=False)
     with pytest.raises(GlotbenchError, match="exactly one of reward_model, judge, callable"):
@@ -208,3 +212,33 @@ def test_callable_import_failure_and_bad_returns(rewards_config, tmp_path):
         build_scorer({"callable": "my_rewards:text"}, rewards_config, progress=False).score(p, c)
     with pytest.raises(GlotbenchError, match="failed on prompt p \\(teacher a, sample 0\\): RuntimeError: reward server down"):
         build_scorer({"callable": "my_rewards:boom"}, rewards_config, progress=False).score(p, c)
+
+
+# ------------------------------------------------------------------------------ reward model
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory, embedded_dir) -> Path:
+    """A 2-layer random Llama reward model (one label) with the embedded model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    out = tmp_path_factory.mktemp("rm")
+    tok = AutoTokenizer.from_pretrained(embedded_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_reward_model_block_builds_the_reward_helpers_scorer(tiny_rm, tmp_path):
+    config = tmp_path / "arbitrage.yaml"
+    config.write_text("scorer: {}\n", encoding="utf-8")
+    (tmp_path / "rm").symlink_to(tiny_rm)  # relative to the config file
+    scorer = build_scorer({"reward_model": "rm", "batch_size": 2, "max_length": 64}, config, progress=False)
+    assert isinstance(scorer, Scorer)
+    assert scorer.identity["kind"] == "reward_model" and scorer.identity["max_length"] == 64
+    assert scorer.batch_size == 2
+    scores = scorer.score({"p": prompt("p")}, [cand("p", "a", "good answer"), cand("p", "b", "poor answer"),
+                                               cand("p", "c", "good answer")])
+    assert all(isinstance(s, float) for s in scores) and scores[0] == scores[2] != scores[1]

@@ -187,7 +187,8 @@ class JudgeScorer:
                   (("temperature", 0.0), ("rpm", None), ("tpm", None), ("timeout", 120.0))}
         for key, value in {**ints, **floats}.items():
             if value is not None and (value < 0 if key == "temperature" else value <= 0):
-                raise ConfigError(f"{where}: {key} must be positive, not {value}", f"set {key} to a positive number")
+                rule = "at least 0" if key == "temperature" else "positive"
+                raise ConfigError(f"{where}: {key} must be {rule}, not {value}", f"set {key} to a number {rule}")
         self.cfg = JudgeConfig(run_a="arbitrage", runs_b=(), judge=spec, base_url=typed(block, "base_url", str, where),
                                prompt=typed(block, "prompt", str, where, DEFAULT_PROMPT), **ints, **floats)
         self.prompt = load_prompt(self.cfg.prompt)
