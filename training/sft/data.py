@@ -1,0 +1,121 @@
+"""SFT data: chat rows from arbitrage's ``sft.jsonl``, any chat jsonl, or a ``datasets`` source.
+
+A row is ``{"messages": [{"role", "content"}, ...], "language": ...}`` (``sft.jsonl`` also
+carries prompt_id, teacher and score, kept for the record but not trained on). The last
+message must be the assistant's: it is what the model learns to write. A malformed row is a
+one-line error naming file:line, never a silent drop, since a training set quietly missing
+rows trains a different model than the one the manifest describes.
+
+Assistant-only loss, two ways (trl 1.16): a template with ``{% generation %}`` markers lets
+trl mask every non-assistant token of whole conversations (``assistant_only_loss``); any other
+template (SmolLM2's, most shipped ones) gets the prompt/completion split, where the prompt is
+every message before the last and the completion the last assistant turn, rendered with the
+same template (``completion_only_loss``): loss on the final assistant turn and its end-of-turn
+token only. Earlier assistant turns of a multi-turn row are then context, not targets.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.hashing import file_sha256, json_sha256
+from glotbench.training.sft.config import DataSpec
+
+ROLES = ("system", "user", "assistant")
+
+
+def load_rows(spec: DataSpec) -> tuple[list[dict], dict]:
+    """The validated rows of ``spec`` and their lineage entry (``role: data``, path, sha256, rows)."""
+    if spec.file is not None:
+        rows = []
+        with open(spec.file, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{spec.file}:{i}"
+                try:
+                    raw = json.loads(line)
+                except ValueError:
+                    raise GlotbenchError(f"SFT data {where} is not a JSON object", "fix or remove the line") from None
+                rows.append(check_row(raw, spec, where))
+        source = {"role": "data", "path": str(spec.file), "sha256": file_sha256(spec.file)}
+    else:
+        rows = [check_row(raw, spec, f"{spec.hub}[{spec.split}] row {i}") for i, raw in enumerate(_hub_rows(spec))]
+        source = {"role": "data", "path": spec.hub, "config": spec.config, "split": spec.split,
+                  "sha256": json_sha256(rows)}
+    if not rows:
+        raise GlotbenchError(f"SFT data {source['path']} holds no rows", "point data at a non-empty chat jsonl")
+    return rows, {**source, "rows": len(rows)}
+
+
+def _hub_rows(spec: DataSpec) -> list[dict]:
+    """Rows of a hub dataset, or of a local dataset directory standing in for one (offline)."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(spec.hub, spec.config, split=spec.split)
+    except Exception as exc:  # noqa: BLE001 — offline, unknown id, bad split: all user-fixable here
+        raise GlotbenchError(f"SFT data hub {spec.hub!r} (config {spec.config}, split {spec.split}) could not be "
+                             f"loaded ({type(exc).__name__})", "check the id/split, or download it first") from None
+    return list(ds)
+
+
+def check_row(raw: object, spec: DataSpec, where: str) -> dict:
+    """``{"messages": [...], "language": str | None, "source": where}`` or a one-line error."""
+    if not isinstance(raw, dict) or spec.field not in raw:
+        raise GlotbenchError(f"SFT data {where} has no {spec.field!r} field",
+                             "each line needs messages: [{role: user, ...}, {role: assistant, ...}]")
+    messages = raw[spec.field]
+    if not isinstance(messages, list) or not messages:
+        raise GlotbenchError(f"SFT data {where}: {spec.field} must be a non-empty list of messages", "fix the line")
+    clean = []
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise GlotbenchError(f"SFT data {where}: message {m!r:.80} is not {{role: system|user|assistant, "
+                                 "content: text}", "fix the line")
+        clean.append({"role": m["role"], "content": m["content"]})
+    if clean[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in clean):
+        raise GlotbenchError(f"SFT data {where}: the conversation must hold a user turn and end with the "
+                             "assistant's", "the last message is what the model learns to write")
+    language = raw.get(spec.language_field)
+    return {"messages": clean, "language": language if isinstance(language, str) else None, "source": where}
+
+
+def select_languages(rows: list[dict], languages: tuple[str, ...]) -> list[dict]:
+    """The rows whose ``language`` is in ``languages`` (all rows when it is empty)."""
+    return [r for r in rows if r["language"] in languages] if languages else list(rows)
+
+
+def split_eval(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, eval): a seeded random ``fraction`` held out (at least one row, at least one left)."""
+    if fraction <= 0 or len(rows) < 2:
+        return list(rows), []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def to_dataset(rows: list[dict], mode: str):
+    """A ``datasets.Dataset`` in the shape trl expects for ``mode``: ``prompt_completion``
+    (conversational prompt = all but the last message, completion = the last) or ``messages``."""
+    import datasets
+
+    if mode == "prompt_completion":
+        cols = {"prompt": [r["messages"][:-1] for r in rows], "completion": [r["messages"][-1:] for r in rows]}
+    elif mode == "messages":
+        cols = {"messages": [r["messages"] for r in rows]}
+    else:
+        raise ValueError(f"unknown dataset mode {mode!r}")
+    return datasets.Dataset.from_dict(cols)
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    """Rows as chat jsonl (what :func:`load_rows` reads back): for tests, benches and cluster records."""
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"language": r["language"], "messages": r["messages"]}, ensure_ascii=False) + "\n")
