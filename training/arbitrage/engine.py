@@ -65,7 +65,8 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
     return (f"arbitrage: {c['prompts']} prompts, {c['candidates']} candidates from {len(cfg.teachers)} teachers "
             f"({c['generated']} generated, {c['from_cache']} from cache), {c['unscored']} unscored; "
             f"{c['chosen']} chosen → {out}/sft.jsonl, {c['pairs']} pairs → {out}/pairs.jsonl "
-            f"({c['pairs_skipped_tie']} ties, {c['pairs_skipped_single']} single-candidate skipped)")
+            f"(skipped: {c['pairs_skipped_tie']} ties, {c['pairs_skipped_single_candidate']} single-candidate, "
+            f"{c['pairs_skipped_too_few_scored']} with fewer than 2 scores)")
 
 
 def _check_fixed(cfg: ArbitrageConfig, prompts: dict[str, Prompt]) -> None:
@@ -134,7 +135,8 @@ def _arbitrate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], scorer, cache: 
               "generated": sum(r.computed for r in runs.values()), "from_cache": sum(r.from_cache for r in runs.values()),
               "unscored": sum(c.score is None for c in candidates), "chosen": len(chosen),
               "no_candidate": len(set(ids) - {c.prompt_id for c in candidates}),
-              "pairs": len(pairs), **{f"pairs_skipped_{k}": v for k, v in pair_counts.items()},
+              "pairs": len(pairs),
+              **{f"pairs_skipped_{k}": pair_counts[k] for k in ("tie", "single_candidate", "too_few_scored")},
               "missing_published": {n: len(r.missing) for n, r in runs.items() if r.missing},
               "tokens_generated": {n: r.tokens for n, r in runs.items()}}
     return {"candidates": candidates, "chosen": chosen, "pairs": pairs, "stats": stats, "learned": learned,
@@ -147,9 +149,12 @@ def _generate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], assign: dict[str
     for t in cfg.teachers:
         todo = [prompts[i] for i in assign.get(t.name, [])]
         teacher = build_teacher(t, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
-        with progress_bar(len(todo) * (1 if t.published else t.samples), f"teacher {t.name}", "completion",
-                          progress) as bar:
+        bar = progress_bar(len(todo) * (1 if t.published else t.samples), f"teacher {t.name}", "completion",
+                           progress)
+        try:
             runs[t.name] = teacher.run(todo, cache, bar.update)
+        finally:
+            bar.close()
         del teacher  # one model in memory at a time
     return runs
 

@@ -50,14 +50,15 @@ def sft_rows(prompts: Mapping[str, Prompt], chosen: Mapping[str, Candidate]) -> 
                "messages": messages(prompts[pid]) + [{"role": "assistant", "content": c.completion}]}
 
 
-def pair_rows(prompts: Mapping[str, Prompt], pairs: Sequence[tuple[Candidate, Candidate]]) -> Iterable[dict]:
-    for best, worst in sorted(pairs, key=lambda p: p[0].prompt_id):
-        yield {"prompt_id": best.prompt_id, "language": best.language, "prompt": messages(prompts[best.prompt_id]),
-               "chosen": [{"role": "assistant", "content": best.completion}],
-               "rejected": [{"role": "assistant", "content": worst.completion}],
-               "score_chosen": best.score, "score_rejected": worst.score,
-               "teacher_chosen": best.teacher, "teacher_rejected": worst.teacher,
-               "sample_chosen": best.sample, "sample_rejected": worst.sample}
+def pair_rows(prompts: Mapping[str, Prompt], pairs: Sequence[dict]) -> Iterable[dict]:
+    """trl's conversational preference format, from :func:`routing.preference_pairs` records."""
+    for p in sorted(pairs, key=lambda p: p["prompt_id"]):
+        yield {"prompt_id": p["prompt_id"], "language": p["language"], "prompt": messages(prompts[p["prompt_id"]]),
+               "chosen": [{"role": "assistant", "content": p["chosen"]}],
+               "rejected": [{"role": "assistant", "content": p["rejected"]}],
+               "score_chosen": p["chosen_score"], "score_rejected": p["rejected_score"],
+               "teacher_chosen": p["chosen_teacher"], "teacher_rejected": p["rejected_teacher"],
+               "sample_chosen": p["chosen_sample"], "sample_rejected": p["rejected_sample"]}
 
 
 def write_json(path: Path, value) -> dict:
