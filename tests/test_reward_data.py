@@ -83,10 +83,16 @@ def test_jsonl_pairs_take_prompt_or_messages_and_trl_conversational_answers(tmp_
          "chosen_score": 1.0},
         {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
          "chosen": [{"role": "assistant", "content": "Hi!"}], "rejected": "Go away."},
+        {"prompt_id": "alpaca-3", "language": "en", "prompt": [{"role": "user", "content": "Why?"}],
+         "chosen": [{"role": "assistant", "content": "Because."}],
+         "rejected": [{"role": "assistant", "content": "No."}], "chosen_teacher": "claude-2"},
     ]) + "\n\n")
     pairs = jsonl_pairs(f)
     assert [p.group for p in pairs.pairs][0] == "q1" and pairs.pairs[1].chosen == "Hi!"
-    assert [m.role for m in pairs.pairs[1].messages] == ["system", "user"] and pairs.counts["pairs"] == 2
+    assert [m.role for m in pairs.pairs[1].messages] == ["system", "user"] and pairs.counts["pairs"] == 3
+    arb = pairs.pairs[2]
+    assert (arb.group, arb.messages[0].content, arb.chosen, arb.rejected, arb.chosen_by) == (
+        "alpaca-3", "Why?", "Because.", "No.", "claude-2")
     for line, message in [('{"prompt": "x", "chosen": "a"}', "rejected is missing"),
                           ('{"chosen": "a", "rejected": "b"}', "exactly one of prompt or messages"),
                           ("not json", "is not valid JSON")]:

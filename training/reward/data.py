@@ -140,8 +140,10 @@ def _preference(row: object, where: str) -> float | None:
 
 
 def jsonl_pairs(path: Path) -> PairSet:
-    """``{prompt | messages, chosen, rejected}`` per line (extra keys such as prompt_id,
-    language and scores are allowed; prompt_id, when present, names the instruction group)."""
+    """``{prompt | messages, chosen, rejected}`` per line: ``prompt`` as text or as chat turns
+    (trl's conversational format, what arbitrage writes to pairs.jsonl), answers as text or as
+    one assistant turn. Extra keys (language, teachers, scores) are allowed; ``prompt_id``, when
+    present, names the instruction group."""
     if not path.is_file():
         raise DataError(f"pairs file {path} does not exist", "give a JSON-lines file of {prompt, chosen, rejected}")
     pairs = []
@@ -170,7 +172,9 @@ def pair_of(row: object, where: str, default_id: str,
     has_prompt, has_messages = f.get("prompt") in row, f.get("messages") in row
     if has_prompt == has_messages:
         raise DataError(f"{where} needs exactly one of prompt or messages", "e.g. {prompt, chosen, rejected}")
-    if has_prompt:
+    if has_prompt and isinstance(row[f["prompt"]], list):  # trl's conversational prompt (arbitrage's pairs.jsonl)
+        messages = messages_of(row[f["prompt"]], where)
+    elif has_prompt:
         text = row[f["prompt"]]
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{where}: the prompt is empty or not text", "give every pair its prompt")
