@@ -44,8 +44,12 @@ def loss_mode(template: str | None, loss: str) -> str:
     return "messages" if template and has_generation_markers(template) else "prompt_completion"
 
 
-def build_trainer(cfg: SFTConfig, base_dir: Path, rows: list[dict], work_dir: Path, *, progress: bool):
-    """(trainer, eval_rows): an SFTTrainer ready to train ``rows`` from ``base_dir``."""
+def build_trainer(cfg: SFTConfig, base_dir: Path, rows: list[dict], work_dir: Path, *, progress: bool,
+                  trl_cpu_defaults: bool = False):
+    """(trainer, eval_rows): an SFTTrainer ready to train ``rows`` from ``base_dir``.
+
+    ``trl_cpu_defaults``: keep trl's bf16 and gradient checkpointing on even on CPU (only
+    bench/bench_sft.py, which measures what turning them off buys)."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -68,15 +72,19 @@ def build_trainer(cfg: SFTConfig, base_dir: Path, rows: list[dict], work_dir: Pa
     transformers.set_seed(cfg.seed)  # the LoRA init and any head init draw from it
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, cfg.dtype))
     bf16 = False if cpu else (cfg.bf16 if cfg.bf16 is not None else torch.cuda.is_bf16_supported())
+    checkpointing = False if cpu else cfg.gradient_checkpointing
+    if trl_cpu_defaults and cpu:
+        bf16 = checkpointing = True
     args = TrlSFTConfig(
         output_dir=str(work_dir), report_to="none", save_strategy="no", disable_tqdm=not progress,
-        use_cpu=cpu, bf16=bf16, fp16=False, activation_checkpointing=False if cpu else cfg.gradient_checkpointing,
+        use_cpu=cpu, bf16=bf16, fp16=False, activation_checkpointing=checkpointing,
         seed=cfg.seed, data_seed=cfg.seed, max_steps=cfg.max_steps or -1, num_train_epochs=cfg.epochs,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         max_length=cfg.max_length, packing=cfg.packing, logging_steps=cfg.logging_steps,
         eval_strategy="steps" if cfg.eval_steps and eval_rows else "no", eval_steps=cfg.eval_steps,
+        eval_on_start=bool(eval_rows),  # inside train(): an evaluate() before it would skip the DDP wrapping
         assistant_only_loss=cfg.loss == "assistant" and mode == "messages",
         completion_only_loss=mode == "prompt_completion", dataloader_num_workers=0, ddp_find_unused_parameters=False,
     )
@@ -103,7 +111,6 @@ def train_unit(cfg: SFTConfig, base_dir: Path, rows: list[dict], out_dir: Path, 
     out_dir = Path(out_dir)
     work = out_dir.parent / f".{out_dir.name}.trainer"
     trainer, eval_rows = build_trainer(cfg, base_dir, rows, work, progress=progress)
-    eval_before = trainer.evaluate()["eval_loss"] if eval_rows else None
     started = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - started
@@ -113,6 +120,7 @@ def train_unit(cfg: SFTConfig, base_dir: Path, rows: list[dict], out_dir: Path, 
     if main and cfg.lora and cfg.merge_lora:
         merge_adapter(base_dir, out_dir, cfg.dtype)
     history = trainer.state.log_history
+    eval_before = next((h["eval_loss"] for h in history if "eval_loss" in h), None)
     tokens = max((h.get("num_tokens", 0) for h in history), default=0)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     metrics = {
