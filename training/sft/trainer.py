@@ -109,7 +109,7 @@ def train_unit(cfg: SFTConfig, base_dir: Path, rows: list[dict], out_dir: Path, 
     import torch
 
     out_dir = Path(out_dir)
-    work = out_dir.parent / f".{out_dir.name}.trainer"
+    work = out_dir / ".trainer"  # inside the staged output: a failed run leaves nothing behind
     trainer, eval_rows = build_trainer(cfg, base_dir, rows, work, progress=progress)
     started = time.perf_counter()
     result = trainer.train()
@@ -155,6 +155,6 @@ def merge_adapter(base_dir: Path, out_dir: Path, dtype: str) -> None:
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
     with peft_quiet():
         merged = PeftModel.from_pretrained(base, str(out_dir)).merge_and_unload()
-    for name in ("adapter_model.safetensors", "adapter_config.json", "adapter_model.bin"):
+    for name in ("adapter_model.safetensors", "adapter_config.json", "adapter_model.bin", "README.md"):
         (out_dir / name).unlink(missing_ok=True)
     merged.save_pretrained(out_dir)
