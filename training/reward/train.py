@@ -97,12 +97,16 @@ def summary(out: Path, held: dict, log: dict, n_train: int) -> str:
     """The lines the CLI prints."""
     acc, ci = held["accuracy"], held["ci95"]
     ref = held["reference_longer_wins"]["accuracy"]
-    curve = log.get("loss_curve") or [{}]
+    losses = [p["loss"] for p in log.get("loss_curve", []) if "loss" in p]
+    half = max(1, len(losses) // 2)
+    trend = (f"mean logged loss {sum(losses[:half]) / half:.3f} (first half) → "
+             f"{sum(losses[half:]) / max(1, len(losses) - half):.3f} (second half)") if len(losses) > 1 else \
+        f"loss {log.get('train_loss')}"
     return "\n".join([
         f"reward model → {out}",
         f"trained on {log['pairs'].get('pairs', n_train)} pairs, {log['steps']} steps in {log['seconds']:.0f} s "
-        f"({log.get('tokens_per_second')} tokens/s); loss {curve[0].get('loss', float('nan')):.3f} → "
-        f"{curve[-1].get('loss', float('nan')):.3f}",
+        f"({log.get('tokens_per_second')} tokens/s); {trend}",
         f"held-out pairwise accuracy {acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] on {held['n_pairs']} pairs "
-        f"({held['n_instructions']} instructions, {held['ties']} ties); chance 0.5, longer-answer-wins {ref:.3f}",
+        f"({held['n_instructions']} instructions; {held['ties']} ties counted ½, {held.get('unscored_pairs', 0)} of "
+        f"them unscored: prompt over max_length); chance 0.5, longer-answer-wins {ref:.3f}",
         f"details: {out / EVAL}"])
