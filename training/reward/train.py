@@ -18,6 +18,7 @@ from pathlib import Path
 
 from glotbench.harness.core.hashing import dir_sha256, file_sha256, json_sha256, write_json_atomic
 from glotbench.training.core.config import resolve_path
+from glotbench.training.core.launch import check_accelerate_config, launch, refuse_inside_launch
 from glotbench.training.core.stage import check_output, manifest, staged, write_manifest
 from glotbench.training.reward.config import load_config
 from glotbench.training.reward.evaluate import evaluate_pairs
@@ -32,9 +33,8 @@ def run_stage(config: Path, out: Path, *, overwrite: bool, progress: bool,
     """Train, evaluate and write the reward model; returns a few summary lines."""
     started = time.time()
     cfg = load_config(config)
+    refuse_inside_launch("reward")
     if accelerate_config is not None:
-        from glotbench.training.reward.launch import check_accelerate_config
-
         check_accelerate_config(accelerate_config)
     base = base_dir(cfg, config)
     check_output(out, overwrite, inputs=(base, resolve_path(cfg.data.location, config)))
@@ -43,9 +43,7 @@ def run_stage(config: Path, out: Path, *, overwrite: bool, progress: bool,
         if accelerate_config is not None:
             import json
 
-            from glotbench.training.reward.launch import launch
-
-            launch(accelerate_config, config, tmp, progress=progress)
+            launch("reward", accelerate_config, config, tmp, progress=progress)
             log = json.loads((tmp / TRAIN_LOG).read_text(encoding="utf-8"))
         else:
             log = fit(cfg, config, tmp, progress=progress)

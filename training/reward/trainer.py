@@ -112,6 +112,13 @@ def train_only_last(model, k: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def train_config(config: Path, work_dir: Path, *, progress: bool) -> dict:
+    """:func:`fit` of the config at ``config`` (run by each rank of a launch, training/core/launch.py)."""
+    from glotbench.training.reward.config import load_config
+
+    return fit(load_config(config), config, work_dir, progress=progress)
+
+
 def fit(cfg: RewardConfig, config_path: Path, work_dir: Path, *, progress: bool) -> dict:
     """Train on the config's training pairs; the main process saves the model, its tokenizer and
     ``train_log.json`` (loss curve, counts, time, tokens) into ``work_dir``."""

@@ -6,23 +6,22 @@ tokens/s, wall time) and ``training_manifest.json`` (the lineage: base model has
 config and versions), which ``glotbench run --model hf:CKPT`` copies into run provenance.
 With ``clusters:`` one checkpoint per cluster under ``CKPT/clusters/<name>/`` and their merge
 at ``CKPT`` (training/sft/clusters.py). With ``--accelerate-config`` the training runs under
-``accelerate launch`` (training/sft/launch.py); everything else stays in this process.
+``accelerate launch`` (training/core/launch.py); everything else stays in this process.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import dir_sha256, file_sha256
+from glotbench.training.core.launch import check_accelerate_config, launch, refuse_inside_launch
 from glotbench.training.core.stage import check_output, manifest, staged, write_manifest
 from glotbench.training.sft.clusters import merge_clusters, plan_units, subset_entry, unit_dir
 from glotbench.training.sft.config import SFTConfig, load_config
 from glotbench.training.sft.data import load_rows, select_languages
-from glotbench.training.sft.launch import check_accelerate_config, launch
 from glotbench.training.sft.trainer import METRICS, train_unit
 
 # The files that make a checkpoint (as harness/models/hf.py hashes a model's identity).
@@ -54,9 +53,7 @@ def train_config(config: Path, work_dir: Path, *, progress: bool) -> None:
 def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: bool = False,
               accelerate_config: Path | None = None) -> str:
     """Run the SFT stage of ``config`` into ``out``; a few lines of summary."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise GlotbenchError("glotbench train sft is running under a distributed launcher",
-                             "run it in one process with --accelerate-config FILE: it launches the ranks itself")
+    refuse_inside_launch("sft")
     started = time.time()
     cfg = load_config(config)
     out = Path(out)
@@ -68,7 +65,7 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
                   "sha256": dir_sha256(base_dir, WEIGHT_PATTERNS)}
     with staged(out) as tmp:
         if accelerate_config is not None:
-            launch(accelerate_config, config, tmp, progress=progress)
+            launch("sft", accelerate_config, config, tmp, progress=progress)
         else:
             for name, rows in units.items():
                 train_unit(cfg, base_dir, rows, unit_dir(tmp, name), progress=progress)
