@@ -4,6 +4,7 @@ the refusal to start inside a distributed launch, and lineage reaching a run's p
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -78,3 +79,19 @@ def test_a_stage_started_inside_a_distributed_launch_refuses(monkeypatch, tmp_pa
 def test_train_without_a_stage_is_a_usage_error():
     res = subprocess.run([sys.executable, "-m", "glotbench.harness.cli", "train"], capture_output=True, text=True)
     assert res.returncode == 2 and "STAGE" in res.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"a": 1}\n\xff\xfe\n', "prompt file {p}:2 is not UTF-8 text"),
+    (b'{"a": 1}\n\n{"a": \n', "{p}:3 is not valid JSON"),
+    (b'[1, 2]\n', "{p}:1 is not a JSON object"),
+])
+def test_the_jsonl_reader_names_the_file_and_line(tmp_path, content, message):
+    from glotbench.training.core.jsonl import read_jsonl
+
+    p = tmp_path / "prompts.jsonl"
+    p.write_bytes(content)
+    with pytest.raises(GlotbenchError, match=re.escape(message.format(p=p))):
+        list(read_jsonl(p, "prompt file", "{}"))
+    with pytest.raises(GlotbenchError, match="does not exist"):
+        list(read_jsonl(tmp_path / "none.jsonl", "prompt file", "{}"))

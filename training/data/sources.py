@@ -10,7 +10,6 @@ dataset repository can stand in for a hub id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from glotbench.harness.core.errors import DataError
 from glotbench.harness.core.records import ChatMessage, Sample
 from glotbench.harness.taskapi.spec import DataSource, Task
+from glotbench.training.core.jsonl import read_jsonl
 from glotbench.training.core.records import Prompt
 
 ROLES = ("system", "user", "assistant")
@@ -85,27 +85,14 @@ def prompt_of(row: Mapping, fields: Mapping[str, str], where: str, *, default_id
 def read_file(path: Path) -> Read:
     """A JSON-lines prompt file: ``{prompt_id, language, prompt}`` or ``{prompt_id, language,
     messages}`` per line; blank lines are allowed, anything else malformed is an error."""
-    if not path.is_file():
-        raise DataError(f"prompt file {path} does not exist", "give the path of a JSON-lines prompt file")
     prompts = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{where} is not valid JSON ({getattr(exc, 'msg', exc)})",
-                                "fix the line: one JSON object per line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where} is not a JSON object", "write one {prompt_id, language, prompt} per line")
-            unknown = sorted(set(row) - set(FIELDS))
-            if unknown or ("prompt" in row) == ("messages" in row):
-                raise DataError(f"{where} has keys {', '.join(sorted(row))}",
-                                "each line needs prompt_id, language and one of prompt or messages")
-            mapped = {k: k for k in FIELDS if k in row or k in ("prompt_id", "language")}
-            prompts.append(prompt_of(row, mapped, where))
+    for where, row in read_jsonl(path, "prompt file", '{"prompt_id", "language", "prompt"}'):
+        unknown = sorted(set(row) - set(FIELDS))
+        if unknown or ("prompt" in row) == ("messages" in row):
+            raise DataError(f"{where} has keys {', '.join(sorted(row))}",
+                            "each line needs prompt_id, language and one of prompt or messages")
+        mapped = {k: k for k in FIELDS if k in row or k in ("prompt_id", "language")}
+        prompts.append(prompt_of(row, mapped, where))
     if not prompts:
         raise DataError(f"prompt file {path} has no prompts", "write one JSON object per line")
     return Read(tuple(prompts), f"file:{path}")

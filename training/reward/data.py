@@ -23,6 +23,7 @@ from pathlib import Path
 from glotbench.harness.core.errors import DataError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.records import ChatMessage
+from glotbench.training.core.jsonl import read_jsonl
 from glotbench.training.data.sources import messages_of
 from glotbench.training.reward.config import DataConfig
 
@@ -144,20 +145,9 @@ def jsonl_pairs(path: Path) -> PairSet:
     (trl's conversational format, what arbitrage writes to pairs.jsonl), answers as text or as
     one assistant turn. Extra keys (language, teachers, scores) are allowed; ``prompt_id``, when
     present, names the instruction group."""
-    if not path.is_file():
-        raise DataError(f"pairs file {path} does not exist", "give a JSON-lines file of {prompt, chosen, rejected}")
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{where} is not valid JSON ({getattr(exc, 'msg', exc)})",
-                                "one JSON object per line") from None
-            pairs.append(pair_of(row, where, str(lineno)))
+    for where, row in read_jsonl(path, "pairs file", '{"prompt", "chosen", "rejected"}'):
+        pairs.append(pair_of(row, where, where.rsplit(":", 1)[1]))
     if not pairs:
         raise DataError(f"pairs file {path} has no pairs", "write one {prompt, chosen, rejected} per line")
     return PairSet(tuple(pairs), f"file:{path}", {"records": len(pairs), "pairs": len(pairs)})

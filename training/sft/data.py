@@ -22,6 +22,7 @@ from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import file_sha256, json_sha256
+from glotbench.training.core.jsonl import read_jsonl
 from glotbench.training.sft.config import DataSpec
 
 ROLES = ("system", "user", "assistant")
@@ -30,17 +31,8 @@ ROLES = ("system", "user", "assistant")
 def load_rows(spec: DataSpec) -> tuple[list[dict], dict]:
     """The validated rows of ``spec`` and their lineage entry (``role: data``, path, sha256, rows)."""
     if spec.file is not None:
-        rows = []
-        with open(spec.file, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{spec.file}:{i}"
-                try:
-                    raw = json.loads(line)
-                except ValueError:
-                    raise GlotbenchError(f"SFT data {where} is not a JSON object", "fix or remove the line") from None
-                rows.append(check_row(raw, spec, where))
+        rows = [check_row(raw, spec, where)
+                for where, raw in read_jsonl(spec.file, "SFT data file", '{"messages": [{"role", "content"}, ...]}')]
         source = {"role": "data", "path": str(spec.file), "sha256": file_sha256(spec.file)}
     else:
         rows = [check_row(raw, spec, f"{spec.hub}[{spec.split}] row {i}") for i, raw in enumerate(_hub_rows(spec))]
