@@ -28,6 +28,7 @@ from glotbench.harness.core.errors import GlotbenchError, ModelError
 from glotbench.harness.core.hashing import json_sha256, memo_file_sha256
 from glotbench.harness.core.paths import hub_failures
 from glotbench.harness.core.progress import progress_bar
+from glotbench.training.core.stage import publish
 from glotbench.training.merge.config import (
     MergeConfig,
     MergeConfigError,
@@ -218,7 +219,7 @@ def merge(config: MergeConfig | dict | str | Path, out_dir: str | Path, *, overw
         _copy_side_files(source.path, tmp, cfg.out_dtype)
         manifest = _manifest(cfg, ckpts, input_hashes, params, files, plan, time.perf_counter() - started, source)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        _publish(tmp, out)
+        publish(tmp, out)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -341,16 +342,3 @@ def _manifest(cfg, ckpts, input_hashes, params, files, plan, seconds, source) ->
         "output": {"tensors": len(plan), "bytes": sum(t.nbytes for t in plan), "files": files},
         "seconds": round(seconds, 3),
     }
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished directory into place (swapping out an old one with --overwrite)."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
