@@ -153,3 +153,13 @@ def test_eval_data_auto_offline_names_the_hub_failure(monkeypatch):
     assert "offline mode is on" in index.unavailable["dolly"]
     report = check_overlap([], "nothing", allow=False, index=index)
     assert report.overlapping == 0 and report.unavailable == index.unavailable
+
+
+def test_an_evaluation_question_in_an_earlier_user_turn_is_caught(tmp_path):
+    question = arena_rows()[3]["prompt"]
+    turns = [{"role": "user", "content": question}, {"role": "assistant", "content": "Here it is."},
+             {"role": "user", "content": "Thanks, now make it shorter."}]
+    f = tmp_path / "multi.jsonl"
+    f.write_text(json.dumps({"prompt_id": "m1", "language": "en", "messages": turns}) + "\n", encoding="utf-8")
+    with pytest.raises(GlotbenchError, match=r"1 of 1 training prompts .* \(m_arenahard: 1\)"):
+        load_prompts({"file": str(f)})

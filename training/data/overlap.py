@@ -160,16 +160,19 @@ def check_overlap(prompts: Sequence[Prompt], source: str, *, allow: bool, data_d
     examples: list[str] = []
     hit = 0
     for prompt in prompts:
-        digest = text_hash(prompt.text)
-        found = [name for name, hashes in index.sets.items() if digest in hashes]
-        if not found:
+        # Every user turn: an evaluation question in the first turn of a multi-turn prompt counts.
+        turns = [m.content for m in prompt.messages if m.role == "user"]
+        matches = [(name, digest, text) for text in turns for digest in [text_hash(text)]
+                   for name, hashes in index.sets.items() if digest in hashes]
+        if not matches:
             continue
         hit += 1
-        for name in found:
+        for name in dict.fromkeys(n for n, _, _ in matches):
             overlaps[name] = overlaps.get(name, 0) + 1
         if len(examples) < 5:
-            excerpt = " ".join(prompt.text.split())[:70]
-            examples.append(f"{prompt.prompt_id} ({prompt.source}) is {found[0]} {index.sets[found[0]][digest]}: "
+            name, digest, text = matches[0]
+            excerpt = " ".join(text.split())[:70]
+            examples.append(f"{prompt.prompt_id} ({prompt.source}) is {name} {index.sets[name][digest]}: "
                             f"{excerpt!r}")
     report = OverlapReport(checked_sets={name: len(h) for name, h in index.sets.items()},
                            unavailable=dict(index.unavailable), overlaps=overlaps, examples=examples,
