@@ -113,3 +113,30 @@ def test_the_learned_router_decides_who_generates_for_the_routed_share(tmp_path)
     ev = learned["evaluation"]
     assert json.dumps(ev)  # the held-out evaluation is recorded
     assert len(lines(tmp_path / "out" / "sft.jsonl")) == 80
+
+
+def test_the_router_never_picks_a_teacher_that_does_not_serve_the_language():
+    from glotbench.harness.core.records import ChatMessage
+    from glotbench.training.arbitrage.config import TeacherConfig
+    from glotbench.training.arbitrage.engine import _pick
+    from glotbench.training.core.records import Prompt
+
+    class Pooled:  # a language the fit share did not hold: pooled values over every teacher
+        def predict(self, prompt):
+            return {"en-only": 2.0, "any": 1.0}
+
+    teachers = {"en-only": TeacherConfig(name="en-only", model="embedded", languages=("en",)),
+                "any": TeacherConfig(name="any", model="embedded")}
+    sw = Prompt("p/sw", "sw", (ChatMessage("user", "Habari?"),))
+    assert _pick(Pooled(), sw, teachers) == "any"
+    assert _pick(Pooled(), Prompt("p/en", "en", (ChatMessage("user", "Hi?"),)), teachers) == "en-only"
+
+
+def test_the_summary_names_the_overlap_check_and_missing_answers(tmp_path, capsys):
+    from glotbench.harness.cli.main import main
+
+    teachers = [published("claude-2"), published("alpaca-7b", languages=["en"])]
+    assert main(["train", "arbitrage", str(config(tmp_path, teachers, first=4)), "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "eval overlap: 0 prompts (checked" in out and "not checked:" in out
+    assert "arbitrage: 4 prompts, 8 candidates from 2 teachers" in out

@@ -16,6 +16,7 @@ saves generations.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import replace
@@ -28,14 +29,16 @@ from glotbench.harness.run.cache import RequestCache
 from glotbench.training.arbitrage import outputs
 from glotbench.training.arbitrage.config import ArbitrageConfig, load_config
 from glotbench.training.arbitrage.teachers import TeacherRun, build_teacher
+from glotbench.training.core.config import resolve_path
 from glotbench.training.core.records import Candidate, Prompt
 from glotbench.training.core.stage import check_output, manifest, staged, write_manifest
+from glotbench.training.data.prompts import source_id
 
 
 def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: bool = False) -> str:
     started = time.time()
     cfg = load_config(config)
-    check_output(out, overwrite)
+    check_output(out, overwrite, inputs=_input_paths(cfg))
     from glotbench.training.data.prompts import load_prompts
 
     prompt_set = load_prompts(cfg.prompts, cfg.path)
@@ -62,11 +65,29 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
         write_manifest(tmp, manifest("arbitrage", cfg.raw, inputs, files, started, counts=result["counts"],
                                      scorer_stats=getattr(scorer, "stats", {})))
     c = result["counts"]
-    return (f"arbitrage: {c['prompts']} prompts, {c['candidates']} candidates from {len(cfg.teachers)} teachers "
+    from glotbench.training.data.overlap import describe
+
+    notes = [describe(prompt_set.overlap), *(f"prompt data: {p}" for p in prompt_set.problems)]
+    if c["missing_published"]:
+        notes.append("published answers missing (counted, not invented): "
+                     + ", ".join(f"{n} {k}" for n, k in c["missing_published"].items()))
+    if learned := result["learned"]:
+        notes.append(f"learned router: {json.dumps(learned['split'])}; evaluation in {out}/routing.json")
+    return "\n".join([*notes, f"arbitrage: {c['prompts']} prompts, {c['candidates']} candidates from {len(cfg.teachers)} teachers "
             f"({c['generated']} generated, {c['from_cache']} from cache), {c['unscored']} unscored; "
             f"{c['chosen']} chosen → {out}/sft.jsonl, {c['pairs']} pairs → {out}/pairs.jsonl "
             f"(skipped: {c['pairs_skipped_tie']} ties, {c['pairs_skipped_single_candidate']} single-candidate, "
-            f"{c['pairs_skipped_too_few_scored']} with fewer than 2 scores)")
+            f"{c['pairs_skipped_too_few_scored']} with fewer than 2 scores)"])
+
+
+def _input_paths(cfg: ArbitrageConfig) -> tuple[Path, ...]:
+    """Paths the stage reads (published files, local teacher checkpoints, the reward model):
+    none may be the output, which --overwrite would replace after reading it."""
+    paths = [t.published for t in cfg.teachers if t.published]
+    paths += [Path(t.model.removeprefix("hf:")) for t in cfg.teachers if t.model and t.model.startswith("hf:")]
+    if isinstance(cfg.scorer.get("reward_model"), str):
+        paths.append(resolve_path(cfg.scorer["reward_model"], cfg.path))
+    return tuple(paths)
 
 
 def _check_fixed(cfg: ArbitrageConfig, prompts: dict[str, Prompt]) -> None:
@@ -83,17 +104,18 @@ def _check_fixed(cfg: ArbitrageConfig, prompts: dict[str, Prompt]) -> None:
                                  f"pick a teacher that serves {lang}")
 
 
-def split_learned(cfg: ArbitrageConfig, ids: list[str]) -> tuple[list[str], list[str], list[str]]:
+def split_learned(cfg: ArbitrageConfig, prompts: dict[str, Prompt]) -> tuple[list[str], list[str], list[str]]:
     """(fit, holdout, routed) prompt ids, a seeded shuffle of the source ids: a prompt's
     translations fall in the same share, so the router is never measured on the translation
     of a prompt it was fitted on."""
-    sources = sorted({i.split("/", 1)[0] for i in ids})
+    ids = sorted(prompts)
+    sources = sorted({source_id(prompts[i]) for i in ids})
     random.Random(cfg.seed).shuffle(sources)
     n_fit, n_hold = round(len(sources) * cfg.routing.fit), round(len(sources) * cfg.routing.holdout)
     share = {s: 0 if k < n_fit else 1 if k < n_fit + n_hold else 2 for k, s in enumerate(sources)}
     parts: tuple[list[str], list[str], list[str]] = ([], [], [])
     for i in ids:
-        parts[share[i.split("/", 1)[0]]].append(i)
+        parts[share[source_id(prompts[i])]].append(i)
     return parts
 
 
@@ -105,7 +127,8 @@ def _arbitrate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], scorer, cache: 
     if policy == "fixed":
         assign = {t.name: [i for i in ids if cfg.routing.fixed.get(prompts[i].language) == t.name] for t in cfg.teachers}
     else:
-        everyone = split_learned(cfg, ids)[0] + split_learned(cfg, ids)[1] if policy == "learned" else ids
+        fit, holdout, routed = split_learned(cfg, prompts)
+        everyone = fit + holdout if policy == "learned" else ids
         assign = {t.name: [i for i in sorted(everyone) if t.serves(prompts[i].language)] for t in cfg.teachers}
     runs = _generate(cfg, prompts, assign, cache, progress)
     candidates = _score(scorer, prompts, [c for r in runs.values() for c in r.candidates])
@@ -113,10 +136,10 @@ def _arbitrate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], scorer, cache: 
     if policy == "learned":
         from glotbench.training.arbitrage import router as router_mod
 
-        fit, holdout, routed = split_learned(cfg, ids)
         fitted = router_mod.fit_router([prompts[i] for i in fit], [c for c in candidates if c.prompt_id in set(fit)],
                                        cfg.seed)
-        picks = {i: fitted.pick(prompts[i]) for i in routed}
+        serving = {t.name: t for t in cfg.teachers}
+        picks = {i: _pick(fitted, prompts[i], serving) for i in routed}
         more = _generate(cfg, prompts, {t.name: [i for i in routed if picks[i] == t.name] for t in cfg.teachers},
                          cache, progress)
         candidates += _score(scorer, prompts, [c for r in more.values() for c in r.candidates])
@@ -141,6 +164,17 @@ def _arbitrate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], scorer, cache: 
               "tokens_generated": {n: r.tokens for n, r in runs.items()}}
     return {"candidates": candidates, "chosen": chosen, "pairs": pairs, "stats": stats, "learned": learned,
             "counts": counts, "teachers": {n: r.identity for n, r in runs.items()}}
+
+
+def _pick(fitted, prompt: Prompt, teachers: dict) -> str | None:
+    """The router's teacher for ``prompt`` among those that serve its language (a language the
+    fit share did not hold falls back to pooled values, which may name a teacher limited to
+    other languages); None when no teacher serves it."""
+    values = {t: v for t, v in fitted.predict(prompt).items() if teachers[t].serves(prompt.language)}
+    if not values:
+        return None
+    best = max(values.values())
+    return next(t for t in teachers if values.get(t) == best)
 
 
 def _generate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], assign: dict[str, list[str]], cache: RequestCache,

@@ -28,6 +28,7 @@ from glotbench.harness.run.cache import RequestCache, request_key
 from glotbench.harness.store.importers import read_answers
 from glotbench.training.arbitrage.config import TeacherConfig
 from glotbench.training.core.records import Candidate, Prompt
+from glotbench.training.data.prompts import source_id
 
 CHUNK = 16  # generations committed to the cache at a time: what a kill -9 loses at most
 
@@ -45,11 +46,6 @@ class TeacherRun:
     """Prompt ids a published file does not answer."""
     tokens: int = 0
     """Completion tokens of the candidates (generated or cached; 0 for published)."""
-
-
-def source_id(prompt_id: str) -> str:
-    """``alpaca-12`` for ``alpaca-12/de``: the id shared by a prompt's translations."""
-    return prompt_id.split("/", 1)[0]
 
 
 class Published:
@@ -71,7 +67,7 @@ class Published:
             if self.cfg.match == "text":
                 text = self.by_text.get(p.text.strip())
             else:
-                text = self.by_id.get(p.prompt_id if self.cfg.match == "id" else source_id(p.prompt_id))
+                text = self.by_id.get(p.prompt_id if self.cfg.match == "id" else source_id(p))
             if text is None:
                 out.missing.append(p.prompt_id)
             else:
