@@ -69,8 +69,14 @@ def prompts_sha256(prompts: tuple[Prompt, ...] | list[Prompt]) -> str:
 def source_id(prompt: Prompt) -> str:
     """The id a prompt shares with its translations: ``alpaca-12`` for ``alpaca-12/de``; the
     prompt id itself when it does not end with ``/<its language>``."""
-    suffix = f"/{prompt.language}"
-    return prompt.prompt_id[: -len(suffix)] if prompt.prompt_id.endswith(suffix) else prompt.prompt_id
+    return source_of(prompt.prompt_id, prompt.language)
+
+
+def source_of(prompt_id: str, language: str | None) -> str:
+    """:func:`source_id` for a bare id and language (SFT rows, preference pairs): ``prompt_id``
+    without a trailing ``/<language>``; unchanged when it has none or the language is unknown."""
+    suffix = f"/{language}" if language else None
+    return prompt_id[: -len(suffix)] if suffix and prompt_id.endswith(suffix) else prompt_id
 
 
 def load_prompts(block: dict, config_path: Path | None = None, *, where: str = "prompts") -> PromptSet:
