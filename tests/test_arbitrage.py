@@ -111,7 +111,7 @@ def _sft_counts(path: Path) -> dict:
     return json.loads((path / "training_manifest.json").read_text())["counts"]
 
 
-def test_kill_9_mid_generation_resumes_without_regenerating(tmp_path, tiny_model_dir, tiny_rm_dir, monkeypatch):
+def test_kill_9_mid_generation_resumes_without_regenerating_and_matches_a_clean_run(tmp_path, tiny_model_dir, tiny_rm_dir, monkeypatch):
     cache = tmp_path / "requests.sqlite"
     env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(cache)}
     cfg = _config(tmp_path, tiny_rm_dir, teachers=[
@@ -146,8 +146,14 @@ def test_kill_9_mid_generation_resumes_without_regenerating(tmp_path, tiny_model
     again = subprocess.run(cmd[:-1] + [str(tmp_path / "b")], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert _sft_counts(tmp_path / "b")["generated"] == 0
+    # An uninterrupted run on a fresh cache gives the same sampled completions, byte for byte.
+    fresh = {**env, "GLOTBENCH_REQUEST_CACHE": str(tmp_path / "fresh.sqlite")}
+    clean = subprocess.run(cmd[:-1] + [str(tmp_path / "c")], env=fresh, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    assert _sft_counts(tmp_path / "c")["generated"] == 48
     for name in ("candidates.jsonl", "sft.jsonl", "pairs.jsonl", "routing.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("change, message", [

@@ -133,14 +133,19 @@ class Generating:
         found = cache.get_many(self.key, keys)
         out = TeacherRun([], self.identity, from_cache=sum(k in found for k in keys))
         progress(out.from_cache)
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        for c in range(0, len(todo), CHUNK):
-            chunk = todo[c:c + CHUNK]
+        # Chunks are fixed slices of the whole job list, committed whole: after a kill a chunk
+        # is either cached or recomputed with the same batch mates, so a sampled completion
+        # (seeded per batch by the backend) is the one an uninterrupted run gives.
+        for c in range(0, len(jobs), CHUNK):
+            chunk = list(range(c, min(c + CHUNK, len(jobs))))
+            if all(keys[i] in found for i in chunk):
+                continue
             results = self.backend.generate([jobs[i][2] for i in chunk])
-            cache.put_many(self.key, [(keys[i], asdict(r)) for i, r in zip(chunk, results)])
-            found.update((keys[i], asdict(r)) for i, r in zip(chunk, results))
-            out.computed += len(chunk)
-            progress(len(chunk))
+            new = [(keys[i], asdict(r)) for i, r in zip(chunk, results) if keys[i] not in found]
+            cache.put_many(self.key, new)
+            found.update(new)
+            out.computed += len(new)
+            progress(len(new))
         for (p, k, _), key in zip(jobs, keys):
             res = found[key]
             out.tokens += res["n_tokens"]
