@@ -151,7 +151,7 @@ def test_a_rerun_computes_nothing_and_another_model_or_length_misses(rm, cache, 
     assert first.stats["computed"] == len(CANDS) and first.stats["cached"] == 0
     again = RewardModelScorer(rm, cache=cache)
     assert again.score(PROMPTS, CANDS) == scores
-    assert again.stats == {"cached": len(CANDS), "computed": 0, "unscorable": 0, "truncated": 0}
+    assert again.stats == {"cached": len(CANDS), "computed": 0, "unscorable": 0, "truncated": 0, "non_finite": 0}
     assert again.model_key == first.model_key and first.identity["weights_sha256"] in first.model_key
     other = RewardModelScorer(make_rm(tmp_path / "rm2", embedded_dir, seed=2), cache=cache)
     assert other.model_key != first.model_key
@@ -184,6 +184,27 @@ def direct_ids(rm: Path, ids: list[int]) -> float:
     model = AutoModelForSequenceClassification.from_pretrained(rm).eval()
     with torch.no_grad():
         return float(model(input_ids=torch.tensor([ids])).logits[0, 0])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_scores_are_none_and_counted(rm, cache, tmp_path, bad):
+    """A broken head (NaN or inf weights) must not produce a score that wins or loses every
+    argmax: each such output is None, counted when computed and again when read from the cache."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    broken = tmp_path / "rm-broken"
+    model = AutoModelForSequenceClassification.from_pretrained(rm)
+    with torch.no_grad():
+        model.score.weight[0, 0] = bad  # every logit: ±inf (or NaN), never a number
+    model.save_pretrained(broken)
+    AutoTokenizer.from_pretrained(rm).save_pretrained(broken)
+    first = RewardModelScorer(broken, batch_size=2, cache=cache)
+    assert first.score(PROMPTS, CANDS) == [None] * len(CANDS)
+    assert first.stats["non_finite"] == len(CANDS) and first.stats["computed"] == len(CANDS)
+    again = RewardModelScorer(broken, cache=cache)
+    assert again.score(PROMPTS, CANDS) == [None] * len(CANDS)
+    assert again.stats["non_finite"] == len(CANDS) and again.stats["cached"] == len(CANDS)
+    assert RewardModelScorer(rm, cache=cache).score(PROMPTS, CANDS[:1])[0] is not None
 
 
 def test_user_mistakes_are_one_line(rm, cache, tmp_path):

@@ -8,12 +8,14 @@ attention a right-padded row's score equals the unpadded row's. Scores are cache
 request cache under a model key holding the RM's weights hash (tokenizer and chat template
 included), dtype, device, max_length and the library versions, so a rerun computes nothing
 it already has and a changed model never reuses a stale score. The model loads on the first
-cache miss only.
+cache miss only. A non-finite logit (NaN or ±inf: a diverged or broken head) is no score at
+all: it would win or lose every argmax, so it becomes None and is counted.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -47,7 +49,8 @@ class RewardModelScorer:
 
     ``max_length`` None: the length the RM was trained with when its manifest says so (the
     sequences it knows), else no limit. A candidate whose prompt alone fills ``max_length``
-    scores None (counted in ``stats["unscorable"]``)."""
+    scores None (counted in ``stats["unscorable"]``), and so does a NaN or infinite output
+    (``stats["non_finite"]``, counted per candidate scored, from the cache too)."""
 
     def __init__(self, path: Path, *, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
                  max_length: int | None = None, cache: RequestCache | None = None):
@@ -70,7 +73,7 @@ class RewardModelScorer:
         self.model_key = "|".join(["rm", self.identity["weights_sha256"], dtype, device, f"max{self.max_length}",
                                    f"v{SCORE_VERSION}", *(f"{k}={v}" for k, v in sorted(versions.items()))])
         self.cache = cache if cache is not None else RequestCache()
-        self.stats = {"cached": 0, "computed": 0, "unscorable": 0, "truncated": 0}
+        self.stats = {"cached": 0, "computed": 0, "unscorable": 0, "truncated": 0, "non_finite": 0}
         self._model = None
         self._tokenizer = None
 
@@ -87,7 +90,15 @@ class RewardModelScorer:
         todo = {k: c for k, c in zip(keys, candidates) if k not in found}
         if todo:
             found.update(self._compute(prompts, todo))
-        return [found[k]["score"] for k in keys]
+        scores = []
+        for k in keys:
+            value = found[k]["score"]
+            # A cache written before non-finite outputs were refused may still hold one.
+            if found[k].get("non_finite") or (value is not None and not math.isfinite(value)):
+                self.stats["non_finite"] += 1
+                value = None
+            scores.append(value)
+        return scores
 
     def _compute(self, prompts: Mapping[str, Prompt], todo: dict[str, Candidate]) -> dict[str, dict]:
         import torch
@@ -116,7 +127,9 @@ class RewardModelScorer:
                 mask[j, :len(seq)] = 1
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            done = [(key, {"score": float(v)}) for (key, _), v in zip(batch, logits[:, 0].float().cpu().tolist())]
+            done = [(key, {"score": float(v)} if math.isfinite(v) else
+                     {"score": None, "non_finite": True, "why": f"the model's output is {v}"})
+                    for (key, _), v in zip(batch, logits[:, 0].float().cpu().tolist())]
             self.cache.put_many(self.model_key, done)  # per batch: an interrupted run keeps what it finished
             out.update(done)
             self.stats["computed"] += len(done)
