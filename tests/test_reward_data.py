@@ -102,6 +102,21 @@ def test_jsonl_pairs_take_prompt_or_messages_and_trl_conversational_answers(tmp_
         assert f"{f}:1" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_translations_in_a_pairs_file_share_one_group_and_one_side_of_the_split(tmp_path):
+    """arbitrage's pairs.jsonl names prompts ``<source>/<language>``: the split unit is the
+    source id, so no prompt is trained on in one language and held out in another."""
+    f = tmp_path / "pairs.jsonl"
+    f.write_text("".join(json.dumps({"prompt_id": f"alpaca-{i}/{lang}", "language": lang, "prompt": f"Q{i} {lang}",
+                                     "chosen": "good", "rejected": "bad"}) + "\n"
+                         for i in range(10) for lang in ("en", "de", "zh")))
+    pairs = jsonl_pairs(f).pairs
+    assert {p.group for p in pairs} == {f"alpaca-{i}" for i in range(10)}
+    assert pairs[1].pair_id == "alpaca-0/de/2"  # the id still names the language and the line
+    for seed in range(5):
+        train, held = split_pairs(pairs, 0.3, seed)
+        assert len(held) == 9 and not {p.group for p in train} & {p.group for p in held}
+
+
 def test_a_hub_dataset_reads_through_a_local_stand_in(tmp_path):
     repo = tmp_path / "org__prefs"
     (repo / "data").mkdir(parents=True)

@@ -24,6 +24,7 @@ from glotbench.harness.core.errors import DataError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.records import ChatMessage
 from glotbench.training.core.jsonl import read_jsonl
+from glotbench.training.data.prompts import source_of
 from glotbench.training.data.sources import messages_of
 from glotbench.training.reward.config import DataConfig
 
@@ -143,8 +144,9 @@ def _preference(row: object, where: str) -> float | None:
 def jsonl_pairs(path: Path) -> PairSet:
     """``{prompt | messages, chosen, rejected}`` per line: ``prompt`` as text or as chat turns
     (trl's conversational format, what arbitrage writes to pairs.jsonl), answers as text or as
-    one assistant turn. Extra keys (language, teachers, scores) are allowed; ``prompt_id``, when
-    present, names the instruction group."""
+    one assistant turn. Extra keys (teachers, scores) are allowed; ``prompt_id``, when present,
+    names the instruction group by its source id (``alpaca-3`` for ``alpaca-3/de`` with
+    ``language: de``), so a prompt's translations fall on one side of the split."""
     pairs = []
     for where, row in read_jsonl(path, "pairs file", '{"prompt", "chosen", "rejected"}'):
         pairs.append(pair_of(row, where, where.rsplit(":", 1)[1]))
@@ -156,7 +158,7 @@ def jsonl_pairs(path: Path) -> PairSet:
 def pair_of(row: object, where: str, default_id: str,
             fields: Mapping[str, str] | None = None) -> PreferencePair:
     """One record → a PreferencePair (``fields``: record field → the row's key)."""
-    f = dict(fields or {k: k for k in ("prompt", "messages", "chosen", "rejected", "prompt_id")})
+    f = dict(fields or {k: k for k in ("prompt", "messages", "chosen", "rejected", "prompt_id", "language")})
     if not isinstance(row, Mapping):
         raise DataError(f"{where} is not a JSON object", "write {prompt, chosen, rejected}")
     has_prompt, has_messages = f.get("prompt") in row, f.get("messages") in row
@@ -173,8 +175,10 @@ def pair_of(row: object, where: str, default_id: str,
         messages = messages_of(row[f["messages"]], where)
     answers = [_answer(row.get(f.get(k, k)), k, where) for k in ("chosen", "rejected")]
     pid = row.get(f.get("prompt_id", "prompt_id"))
-    group = str(pid) if pid not in (None, "") else json_sha256([m.content for m in messages])[:16]
-    return PreferencePair(pair_id=f"{group}/{default_id}", group=group, messages=messages,
+    language = row.get(f.get("language", "language"))
+    ident = str(pid) if pid not in (None, "") else json_sha256([m.content for m in messages])[:16]
+    group = source_of(ident, language if isinstance(language, str) else None)
+    return PreferencePair(pair_id=f"{ident}/{default_id}", group=group, messages=messages,
                           chosen=answers[0], rejected=answers[1],
                           chosen_by=str(row.get("chosen_teacher", "")), rejected_by=str(row.get("rejected_teacher", "")))
 
