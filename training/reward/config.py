@@ -9,6 +9,7 @@ data:                                # one source:
   min_margin: 0.0                    # |preference - 1.5| below this: skipped and counted
   # file: pairs.jsonl                # {prompt|messages, chosen, rejected} per line
   # hub: ID, config: C, split: S, fields: {prompt: .., chosen: .., rejected: ..}
+  allow_eval_overlap: false          # true keeps prompts that are evaluation prompts (counted)
 split: {eval_fraction: 0.2, train_pairs: 400, eval_pairs: 200}   # by instruction, seeded
 train: {max_length: 256, overlong: truncate, epochs: 1, steps: null, batch_size: 4,
         grad_accum: 1, learning_rate: 1e-4, train_last_layers: null, logging_steps: 5,
@@ -27,7 +28,8 @@ from glotbench.training.core.config import ConfigError, check_keys, load_yaml, t
 
 TOP = ("base_model", "data", "split", "train", "seed")
 DATA_KINDS = ("alpaca_eval", "file", "hub")
-DATA_KEYS = DATA_KINDS + ("teachers", "min_instruction", "min_margin", "config", "split", "fields")
+DATA_KEYS = DATA_KINDS + ("teachers", "min_instruction", "min_margin", "config", "split", "fields",
+                          "allow_eval_overlap")
 SPLIT_KEYS = ("eval_fraction", "train_pairs", "eval_pairs")
 TRAIN_KEYS = ("max_length", "overlong", "epochs", "steps", "batch_size", "grad_accum", "learning_rate",
               "train_last_layers", "logging_steps", "lora", "eval_batch_size")
@@ -51,7 +53,9 @@ class DataConfig:
     hub_config: str | None = None
     hub_split: str = "train"
     fields: tuple[tuple[str, str], ...] = ()
-    """Hub: record field → column (prompt or messages, chosen, rejected, optional prompt_id)."""
+    """Hub: record field → column (prompt or messages, chosen, rejected, optional prompt_id, language)."""
+    allow_eval_overlap: bool = False
+    """Keep pairs whose prompt is an evaluation prompt (the overlap is counted in the manifest)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def _data(block: object, where: str) -> DataConfig:
     kind = kinds[0]
     extra = {"alpaca_eval": ("teachers", "min_instruction", "min_margin"), "file": (),
              "hub": ("config", "split", "fields")}[kind]
-    for key in set(block) - {kind, *extra}:
+    for key in set(block) - {kind, "allow_eval_overlap", *extra}:
         raise ConfigError(f"{where}: {key} does not apply to a {kind} source", f"{kind} takes: {', '.join(extra)}")
     teachers = typed(block, "teachers", list, where, [])
     if not all(isinstance(t, str) for t in teachers):
@@ -141,7 +145,8 @@ def _data(block: object, where: str) -> DataConfig:
                       min_instruction=typed(block, "min_instruction", int, where, 0), min_margin=margin,
                       hub_config=typed(block, "config", str, where, None),
                       hub_split=typed(block, "split", str, where, "train"),
-                      fields=tuple((str(k), str(v)) for k, v in fields.items()))
+                      fields=tuple((str(k), str(v)) for k, v in fields.items()),
+                      allow_eval_overlap=typed(block, "allow_eval_overlap", bool, where, False))
 
 
 def _train(block: object, where: str) -> TrainSettings:

@@ -6,7 +6,7 @@ then scores the held-out pairs with :class:`~glotbench.training.reward.score.Rew
 on the saved checkpoint (the very scorer arbitrage uses) and writes, atomically, one
 directory: the Hugging Face checkpoint, ``eval.json`` (held-out pairwise accuracy with a
 bootstrap CI over instructions, ties counted, the loss curve) and ``training_manifest.json``
-(base model and data hashes, config, versions).
+(base model and data hashes, the data's evaluation-overlap report, config, versions).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from glotbench.harness.core.hashing import dir_sha256, file_sha256, json_sha256,
 from glotbench.training.core.config import resolve_path
 from glotbench.training.core.launch import check_accelerate_config, launch, refuse_inside_launch
 from glotbench.training.core.stage import check_output, manifest, staged, write_manifest
+from glotbench.training.data.overlap import describe
 from glotbench.training.reward.config import load_config
 from glotbench.training.reward.evaluate import evaluate_pairs
 from glotbench.training.reward.score import RM_FILES, RewardModelScorer
@@ -64,14 +65,15 @@ def run_stage(config: Path, out: Path, *, overwrite: bool, progress: bool,
                   {"role": "data", "path": str(prepared.data_path), "source": prepared.source.source,
                    "sha256": _data_sha256(prepared.data_path), "pairs_sha256": prepared.source.sha256,
                    "train_ids_sha256": json_sha256([p.pair_id for p in prepared.train]),
-                   "held_out_ids_sha256": json_sha256([p.pair_id for p in prepared.held_out])}]
+                   "held_out_ids_sha256": json_sha256([p.pair_id for p in prepared.held_out]),
+                   "eval_overlap": prepared.overlap.to_json()}]
         outputs = {"weights_sha256": scorer.identity["weights_sha256"], "eval": EVAL, "train_log": TRAIN_LOG}
         write_manifest(tmp, manifest("reward", cfg.raw, inputs, outputs, started,
                                      reward={"max_length": cfg.train.max_length, "overlong": cfg.train.overlong},
                                      accelerate_config=str(accelerate_config) if accelerate_config else None,
                                      held_out={k: held[k] for k in ("accuracy", "ci95", "n_pairs", "n_instructions",
                                                                     "ties")}))
-    return summary(out, held, log, len(prepared.train))
+    return summary(out, held, log, len(prepared.train)) + "\n" + describe(prepared.overlap)
 
 
 def _umask_modes(directory: Path) -> None:

@@ -6,7 +6,9 @@ scorer's tokenisation) and handed to trl already tokenized (``chosen_ids``/``rej
 so trl neither re-renders them nor filters by its own ``max_length``: sequences over
 ``train.max_length`` are truncated or their pair dropped by the config's ``overlong`` rule,
 and counted. On CPU bf16 and gradient checkpointing are off (trl turns both on by default;
-on CPU they make a step many times slower).
+on CPU they make a step many times slower). Every rank calls ``trainer.save_model``: under
+ZeRO-3 or FSDP2 the weights are sharded and only a collective save gathers them; the main
+process then adds the rest (a LoRA adapter merged into full weights, the training log).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import write_json_atomic
+from glotbench.harness.core.records import ChatMessage
 from glotbench.training.core.config import ConfigError, resolve_path
+from glotbench.training.core.records import Prompt
+from glotbench.training.data.overlap import OverlapReport, check_overlap
 from glotbench.training.reward.config import RewardConfig
 from glotbench.training.reward.data import PairSet, PreferencePair, load_pairs, split_pairs
 from glotbench.training.reward.encode import encode
@@ -35,6 +40,8 @@ class Prepared:
     train: list[PreferencePair]
     held_out: list[PreferencePair]
     data_path: Path
+    overlap: OverlapReport
+    """The evaluation-overlap check of every pair's prompt (the manifest's data entry keeps it)."""
 
 
 def base_dir(cfg: RewardConfig, config_path: Path) -> Path:
@@ -48,11 +55,28 @@ def base_dir(cfg: RewardConfig, config_path: Path) -> Path:
 
 
 def prepare(cfg: RewardConfig, config_path: Path) -> Prepared:
-    """Pairs read and split by instruction (seeded)."""
+    """Pairs read, checked against the evaluation sets and split by instruction (seeded)."""
     path = resolve_path(cfg.data.location, config_path)
     pairs = load_pairs(cfg.data, path)
+    overlap = check_eval_overlap(pairs, cfg.data.allow_eval_overlap)
     train, held = split_pairs(pairs.pairs, cfg.eval_fraction, cfg.seed, cfg.train_pairs, cfg.eval_pairs)
-    return Prepared(pairs, train, held, path)
+    return Prepared(pairs, train, held, path, overlap)
+
+
+def check_eval_overlap(pairs: PairSet, allow: bool) -> OverlapReport:
+    """The evaluation-overlap check on the user turns of every distinct prompt of ``pairs``: a
+    one-line error when some are evaluation prompts, unless ``allow``."""
+    prompts: dict[tuple[str, ...], Prompt] = {}
+    for p in pairs.pairs:
+        turns = tuple(m.content for m in p.messages if m.role == "user")
+        if turns not in prompts:
+            prompts[turns] = Prompt(prompt_id=p.pair_id, language="", messages=tuple(
+                ChatMessage("user", t) for t in turns), source=pairs.source)
+    try:
+        return check_overlap(list(prompts.values()), f"reward data {pairs.source}", allow=allow)
+    except GlotbenchError as exc:  # the same finding; the key to set lives in this config's data block
+        raise GlotbenchError(exc.problem, "remove those pairs, or set allow_eval_overlap: true in the data block "
+                                          "to keep them (the overlap is then counted in the manifest)") from None
 
 
 def tokenized(tokenizer, pairs: list[PreferencePair], max_length: int, overlong: str) -> tuple[list[dict], dict]:
@@ -112,6 +136,25 @@ def train_only_last(model, k: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def numel(p) -> int:
+    """A parameter's size, also when ZeRO-3 has partitioned it away from this rank (``ds_numel``)."""
+    return int(getattr(p, "ds_numel", p.numel()))
+
+
+def merge_adapter(base: Path, work_dir: Path, seed: int) -> None:
+    """Replace the LoRA adapter ``trainer.save_model`` wrote in ``work_dir`` by base + adapter
+    merged into full weights (the score head comes from the adapter's saved modules)."""
+    from peft import PeftModel
+
+    model, _ = load_model(base, seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        merged = PeftModel.from_pretrained(model, str(work_dir)).merge_and_unload()
+    for name in ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json", "README.md"):
+        (work_dir / name).unlink(missing_ok=True)
+    merged.save_pretrained(work_dir, safe_serialization=True)
+
+
 def train_config(config: Path, work_dir: Path, *, progress: bool) -> dict:
     """:func:`fit` of the config at ``config`` (run by each rank of a launch, training/core/launch.py)."""
     from glotbench.training.reward.config import load_config
@@ -120,8 +163,9 @@ def train_config(config: Path, work_dir: Path, *, progress: bool) -> dict:
 
 
 def fit(cfg: RewardConfig, config_path: Path, work_dir: Path, *, progress: bool) -> dict:
-    """Train on the config's training pairs; the main process saves the model, its tokenizer and
-    ``train_log.json`` (loss curve, counts, time, tokens) into ``work_dir``."""
+    """Train on the config's training pairs and save the model and its tokenizer into
+    ``work_dir`` (a collective save on every rank); the main process also writes
+    ``train_log.json`` (loss curve, counts, time, tokens) and returns it, the others ``{}``."""
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback
@@ -129,7 +173,9 @@ def fit(cfg: RewardConfig, config_path: Path, work_dir: Path, *, progress: bool)
     from trl import RewardTrainer
 
     prepared = prepare(cfg, config_path)
-    model, tok = load_model(base_dir(cfg, config_path), cfg.seed)
+    base = base_dir(cfg, config_path)
+    model, tok = load_model(base, cfg.seed)
+    parameters = sum(numel(p) for p in model.parameters())
     t = cfg.train
     rows, length_counts = tokenized(tok, prepared.train, t.max_length, t.overlong)
     if t.train_last_layers:
@@ -156,15 +202,18 @@ def fit(cfg: RewardConfig, config_path: Path, work_dir: Path, *, progress: bool)
                                 peft_config=peft_config)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # the stage prints its own summary
+    trainable = sum(numel(p) for p in trainer.model.parameters() if p.requires_grad)
     started = time.time()
     result = trainer.train()
     seconds = time.time() - started
-    if not trainer.accelerator.is_main_process:
+    # Every rank: under ZeRO-3/FSDP2 the save gathers the shards (a collective); the main
+    # process writes the weights (the adapter under LoRA) and the tokenizer.
+    trainer.save_model(str(work_dir))
+    if not trainer.is_world_process_zero():
         return {}
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    final = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
-    final.save_pretrained(work_dir, safe_serialization=True)
-    tok.save_pretrained(work_dir)
+    (work_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest records the config
+    if peft_config is not None:
+        merge_adapter(base, work_dir, cfg.seed)
     curve = [{k: h[k] for k in ("step", "epoch", "loss", "accuracy", "margin", "learning_rate") if k in h}
              for h in trainer.state.log_history if "loss" in h]
     # trl logs the running count of attended tokens (chosen and rejected rows) as num_tokens.
@@ -172,7 +221,7 @@ def fit(cfg: RewardConfig, config_path: Path, work_dir: Path, *, progress: bool)
     log = {"pairs": length_counts, "steps": trainer.state.global_step, "seconds": round(seconds, 2),
            "train_loss": result.training_loss, "loss_curve": curve, "tokens": tokens,
            "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
-           "trainable_parameters": trainable, "parameters": sum(p.numel() for p in final.parameters()),
+           "trainable_parameters": trainable, "parameters": parameters,
            "world_size": trainer.accelerator.num_processes, "device": str(trainer.args.device)}
     write_json_atomic(work_dir / TRAIN_LOG, log, indent=2)
     return log
