@@ -114,6 +114,10 @@ def test_a_few_steps_lower_the_loss_change_the_weights_and_load(tiny_model_dir, 
     man = json.loads((out / "training_manifest.json").read_text())
     roles = {i["role"]: i for i in man["inputs"]}
     assert roles["data"]["sha256"] and roles["data"]["rows"] == 16 and len(roles["base"]["sha256"]) == 64
+    assert roles["data"]["dropped"] == {"no_language": 0, "other_language": 0, "outside_clusters": 0}
+    assert roles["data"]["eval_overlap"]["overlapping"] == 0 and "m_arenahard" in roles["data"]["eval_overlap"][
+        "checked_sets"]
+    assert "16 rows read; 0 without a language" in summary and "eval overlap: 0 prompts" in summary
     assert man["stage"] == "sft" and man["config"]["max_steps"] == 6 and "trl" in man["versions"]
     model = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
@@ -170,6 +174,9 @@ BAD = [
     ({"chat_template": "nope.jinja"}, "neither a file nor a Jinja template"),
     ({"clusters": {"cjk": ["ko"]}}, "cluster 'cjk' (ko) has no data rows"),
     ({"model": "hf:/no/such/dir"}, "no such directory"),
+    ({"lr_scheduler": "cosin"}, "lr_scheduler 'cosin' is not a transformers schedule (did you mean 'cosine'?)"),
+    ({"clusters": {"a": ["en"]}, "merge": {"method": "linaer"}},
+     "method 'linaer' is not a training.merge method (did you mean 'linear'?)"),
 ]
 
 

@@ -23,7 +23,8 @@ def test_clusters_train_each_checkpoint_and_merge_them(tiny_model_dir, tmp_path)
     out = tmp_path / "out"
     summary = run_stage(write_config(tmp_path / "sft.yaml", **raw), out)
     assert "2 clusters trained and merged (linear)" in summary
-    units = plan_units(parse_config(raw), load_rows(parse_config(raw).data)[0])
+    units, outside = plan_units(parse_config(raw), load_rows(parse_config(raw).data)[0])
+    assert outside == 0 and "0 outside every cluster and shared" in summary
     assert {k: sorted({r["language"] for r in v}) for k, v in units.items()} == {
         "romance": ["en", "es", "fr"], "cjk": ["en", "ja", "zh"]}
     w = {name: weights(out / "clusters" / name) for name in ("romance", "cjk")}

@@ -27,11 +27,13 @@ MERGE_MANIFEST = "merge_manifest.json"
 NEEDS_BASE = ("task_arithmetic", "ties", "dare_ties", "dare_linear")
 
 
-def plan_units(cfg: SFTConfig, rows: list[dict]) -> dict[str, list[dict]]:
-    """Training units: ``{"": rows}`` without clusters, else cluster name → its rows (its own
-    languages plus ``shared``). A cluster none of whose own languages has a row is an error."""
+def plan_units(cfg: SFTConfig, rows: list[dict]) -> tuple[dict[str, list[dict]], int]:
+    """(training units, rows in no unit): ``{"": rows}`` without clusters, else cluster name →
+    its rows (its own languages plus ``shared``); rows in no cluster's languages nor ``shared``
+    are counted, since they are data the config never trains on. A cluster none of whose own
+    languages has a row is an error."""
     if not cfg.clusters:
-        return {"": rows}
+        return {"": rows}, 0
     counts = Counter(r["language"] for r in rows)
     units = {}
     for name, langs in cfg.clusters.items():
@@ -41,7 +43,8 @@ def plan_units(cfg: SFTConfig, rows: list[dict]) -> dict[str, list[dict]]:
                                  f"{seen})", "fix the cluster's languages or add data for them")
         keep = set(langs) | set(cfg.shared)
         units[name] = [r for r in rows if r["language"] in keep]
-    return units
+    planned = set(cfg.shared).union(*cfg.clusters.values())
+    return units, sum(r["language"] not in planned for r in rows)
 
 
 def unit_dir(root: Path, name: str) -> Path:

@@ -2,6 +2,7 @@
 
     model: embedded                      # or hf:<dir> (resolved by training.merge.engine.resolve_model)
     data: {file: results/arbitrage-alpacaeval/sft.jsonl}   # or {hub: ID|local dir, config:, split:, field:}
+                                         # allow_eval_overlap: false (true keeps evaluation prompts, counted)
     chat_template: null                  # the model's own; or a .jinja file, or the template itself
     loss: assistant                      # assistant (default: loss on assistant tokens only) | all
     packing: false
@@ -18,7 +19,7 @@
     shared: [en]                         # languages every cluster also trains on
     merge: {method: linear, weights: {romance: 0.5, cjk: 0.5}}
 
-Optional: ``languages`` (keep only these rows), ``lr_scheduler`` (trl/transformers names),
+Optional: ``languages`` (keep only these rows), ``lr_scheduler`` (transformers' SchedulerType names),
 ``warmup_ratio``, ``weight_decay``, ``logging_steps``, ``eval_steps``, ``dtype`` (weights as
 loaded: float32 | bfloat16), ``bf16`` and ``gradient_checkpointing`` (forced off on CPU,
 where trl's defaults of on make training ~17x slower).
@@ -30,14 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from glotbench.harness.core.errors import close_match
 from glotbench.training.core.config import ConfigError, check_keys, load_yaml, resolve_path, typed
+from glotbench.training.merge.config import METHODS
 
 Loss = Literal["assistant", "all"]
 TOP_KEYS = ("model", "data", "chat_template", "loss", "packing", "lora", "merge_lora", "seed", "max_steps",
             "epochs", "learning_rate", "batch_size", "grad_accum", "max_length", "eval_fraction", "eval_steps",
             "languages", "lr_scheduler", "warmup_ratio", "weight_decay", "logging_steps", "dtype", "bf16",
             "gradient_checkpointing", "clusters", "shared", "merge")
-DATA_KEYS = ("file", "hub", "config", "split", "field", "language_field")
+DATA_KEYS = ("file", "hub", "config", "split", "field", "language_field", "allow_eval_overlap")
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 MERGE_KEYS = ("method", "weights", "parameters")
 DTYPES = ("float32", "bfloat16")
@@ -53,6 +56,8 @@ class DataSpec:
     split: str = "train"
     field: str = "messages"
     language_field: str = "language"
+    allow_eval_overlap: bool = False
+    """Keep rows whose user turns are evaluation prompts (they are counted in the manifest)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,8 @@ def parse_config(raw: dict, config_path: Path | None = None) -> SFTConfig:
         raise ConfigError(f"{where}: loss must be assistant or all, not {raw['loss']!r}",
                           "assistant trains on the assistant turns only; all on every token")
     kw["loss"] = raw.get("loss", "assistant")
+    if "lr_scheduler" in kw:
+        _scheduler(kw["lr_scheduler"], where)
     if kw.get("dtype", "float32") not in DTYPES:
         raise ConfigError(f"{where}: dtype must be one of {', '.join(DTYPES)}, not {raw['dtype']!r}", "set dtype: float32")
     if raw.get("bf16") is not None:
@@ -152,22 +159,35 @@ def _positive(raw: dict, key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _scheduler(name: str, where: str) -> None:
+    """Refuse a learning-rate schedule transformers does not know (else the Trainer fails after
+    the model and data are loaded)."""
+    from transformers.trainer_utils import SchedulerType
+
+    names = tuple(s.value for s in SchedulerType)
+    if name not in names:
+        raise ConfigError(f"{where}: lr_scheduler {name!r} is not a transformers schedule{close_match(name, names)}",
+                          f"use one of {', '.join(names)}")
+
+
 def _data(block: Any, where: str, config_path: Path | None) -> DataSpec:
     if isinstance(block, str):  # shorthand: data: path/to/sft.jsonl
         block = {"file": block}
     check_keys(block, DATA_KEYS, where)
     if ("file" in block) == ("hub" in block):
         raise ConfigError(f"{where}: give exactly one of file or hub", "data: {file: sft.jsonl} or data: {hub: ID}")
-    strings = {k: typed(block, k, str, where) for k in DATA_KEYS if k in block}
+    allow = typed(block, "allow_eval_overlap", bool, where, False)
+    strings = {k: typed(block, k, str, where) for k in DATA_KEYS if k in block and k != "allow_eval_overlap"}
     if "file" in strings:
         path = resolve_path(strings.pop("file"), config_path)
         if not path.is_file():
             raise ConfigError(f"{where}: data file {path} does not exist",
                               "give a chat jsonl (sft.jsonl from glotbench train arbitrage)")
-        return DataSpec(file=path, **{k: v for k, v in strings.items() if k in ("field", "language_field")})
+        return DataSpec(file=path, allow_eval_overlap=allow,
+                        **{k: v for k, v in strings.items() if k in ("field", "language_field")})
     hub = strings.pop("hub")
     local = resolve_path(hub, config_path)
-    return DataSpec(hub=str(local) if local.exists() else hub, **strings)
+    return DataSpec(hub=str(local) if local.exists() else hub, allow_eval_overlap=allow, **strings)
 
 
 def _template(value: str, where: str, config_path: Path | None) -> str:
@@ -221,6 +241,9 @@ def _clusters(block: Any, where: str) -> dict[str, tuple[str, ...]]:
 def _merge(block: Any, where: str, clusters: tuple[str, ...]) -> dict:
     check_keys(block, MERGE_KEYS, where)
     out = {"method": typed(block, "method", str, where, "linear"), "parameters": block.get("parameters") or {}}
+    if out["method"] not in METHODS:
+        raise ConfigError(f"{where}: method {out['method']!r} is not a training.merge method"
+                          f"{close_match(out['method'], METHODS)}", f"use one of {', '.join(METHODS)}")
     weights = block.get("weights") or {}
     if not isinstance(weights, dict):
         raise ConfigError(f"{where}: weights must map cluster names to numbers", "e.g. weights: {romance: 2, cjk: 1}")

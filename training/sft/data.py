@@ -12,6 +12,12 @@ template (SmolLM2's, most shipped ones) gets the prompt/completion split, where 
 every message before the last and the completion the last assistant turn, rendered with the
 same template (``completion_only_loss``): loss on the final assistant turn and its end-of-turn
 token only. Earlier assistant turns of a multi-turn row are then context, not targets.
+
+Any chat data may hold evaluation prompts, so every row's user turns go through the
+evaluation-overlap check (:func:`glotbench.training.data.overlap.check_overlap`) unless the
+data block says ``allow_eval_overlap: true``. The held-out split keeps a prompt's
+translations together (one source id, :func:`glotbench.training.data.prompts.source_of`):
+a translation of a training row in the eval split would make the eval loss a training loss.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import file_sha256, json_sha256
+from glotbench.harness.core.records import ChatMessage
 from glotbench.training.core.jsonl import read_jsonl
+from glotbench.training.core.records import Prompt
+from glotbench.training.data.overlap import OverlapReport, check_overlap
+from glotbench.training.data.prompts import source_of
 from glotbench.training.sft.config import DataSpec
 
 ROLES = ("system", "user", "assistant")
@@ -56,7 +66,8 @@ def _hub_rows(spec: DataSpec) -> list[dict]:
 
 
 def check_row(raw: object, spec: DataSpec, where: str) -> dict:
-    """``{"messages": [...], "language": str | None, "source": where}`` or a one-line error."""
+    """``{"messages": [...], "language": str | None, "prompt_id": str | None, "source": where}``
+    or a one-line error."""
     if not isinstance(raw, dict) or spec.field not in raw:
         raise GlotbenchError(f"SFT data {where} has no {spec.field!r} field",
                              "each line needs messages: [{role: user, ...}, {role: assistant, ...}]")
@@ -73,23 +84,51 @@ def check_row(raw: object, spec: DataSpec, where: str) -> dict:
         raise GlotbenchError(f"SFT data {where}: the conversation must hold a user turn and end with the "
                              "assistant's", "the last message is what the model learns to write")
     language = raw.get(spec.language_field)
-    return {"messages": clean, "language": language if isinstance(language, str) else None, "source": where}
+    pid = raw.get("prompt_id")
+    return {"messages": clean, "language": language if isinstance(language, str) else None,
+            "prompt_id": str(pid) if isinstance(pid, (str, int)) and not isinstance(pid, bool) and pid != "" else None,
+            "source": where}
 
 
-def select_languages(rows: list[dict], languages: tuple[str, ...]) -> list[dict]:
-    """The rows whose ``language`` is in ``languages`` (all rows when it is empty)."""
-    return [r for r in rows if r["language"] in languages] if languages else list(rows)
+def check_eval_overlap(rows: list[dict], spec: DataSpec, source: str) -> OverlapReport:
+    """The evaluation-overlap check on every row's user turns (one-line error on a hit unless
+    ``spec.allow_eval_overlap``); the report goes into the manifest's data entry."""
+    prompts = [Prompt(prompt_id=r["prompt_id"] or r["source"], language=r["language"] or "",
+                      messages=tuple(ChatMessage("user", m["content"]) for m in r["messages"] if m["role"] == "user"),
+                      source=r["source"]) for r in rows]
+    try:
+        return check_overlap(prompts, f"SFT data {source}", allow=spec.allow_eval_overlap)
+    except GlotbenchError as exc:  # the same finding; the key to set lives in this config's data block
+        raise GlotbenchError(exc.problem, "remove those rows, or set allow_eval_overlap: true in the data block "
+                                          "to keep them (the overlap is then counted in the manifest)") from None
+
+
+def select_languages(rows: list[dict], languages: tuple[str, ...]) -> tuple[list[dict], dict[str, int]]:
+    """The rows whose ``language`` is in ``languages`` (all rows when it is empty), and how many
+    were left out: ``no_language`` (the row states none) and ``other_language``."""
+    if not languages:
+        return list(rows), {"no_language": 0, "other_language": 0}
+    kept = [r for r in rows if r["language"] in languages]
+    missing = sum(r["language"] is None for r in rows)
+    return kept, {"no_language": missing, "other_language": len(rows) - len(kept) - missing}
+
+
+def group_of(row: dict) -> str:
+    """The held-out unit a row belongs to: its prompt's source id (shared by its translations),
+    or the row itself (its file:line) when it has no prompt_id."""
+    return source_of(row["prompt_id"], row["language"]) if row.get("prompt_id") else f"row:{row['source']}"
 
 
 def split_eval(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, eval): a seeded random ``fraction`` held out (at least one row, at least one left)."""
-    if fraction <= 0 or len(rows) < 2:
+    """(train, eval): a seeded random ``fraction`` of the source groups (:func:`group_of`) held
+    out whole, at least one group, at least one left; no eval rows with fewer than two groups."""
+    groups = list(dict.fromkeys(group_of(r) for r in rows))
+    if fraction <= 0 or len(groups) < 2:
         return list(rows), []
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_eval = min(len(rows) - 1, max(1, round(fraction * len(rows))))
-    held = set(order[:n_eval])
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+    random.Random(seed).shuffle(groups)
+    n_eval = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+    held = set(groups[:n_eval])
+    return [r for r in rows if group_of(r) not in held], [r for r in rows if group_of(r) in held]
 
 
 def to_dataset(rows: list[dict], mode: str):

@@ -19,27 +19,39 @@ from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import dir_sha256, file_sha256
 from glotbench.training.core.launch import check_accelerate_config, launch, refuse_inside_launch
 from glotbench.training.core.stage import check_output, manifest, staged, write_manifest
+from glotbench.training.data.overlap import describe
+from glotbench.training.reward.score import RM_FILES
 from glotbench.training.sft.clusters import merge_clusters, plan_units, subset_entry, unit_dir
 from glotbench.training.sft.config import SFTConfig, load_config
-from glotbench.training.sft.data import load_rows, select_languages
+from glotbench.training.sft.data import check_eval_overlap, load_rows, select_languages
 from glotbench.training.sft.trainer import METRICS, train_unit
 
-# The files that make a checkpoint (as harness/models/hf.py hashes a model's identity).
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "config.json", "generation_config.json", "tokenizer*",
-                   "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model", "*.tiktoken")
+# The files that make a checkpoint, chat template included (one list with the reward scorer's
+# weights hash, which extends the harness's model identity files by the template files).
+WEIGHT_PATTERNS = RM_FILES
 
 
 def prepare(cfg: SFTConfig) -> tuple[Path, dict[str, list[dict]], dict]:
-    """(base model dir, training units, data lineage entry): everything checked before training."""
+    """(base model dir, training units, data lineage entry): everything checked before training.
+
+    The data entry counts the rows left out (``dropped``: no language or another one when
+    ``languages`` is set, outside every cluster and ``shared``) and holds the eval-overlap
+    report of the rows that are trained on."""
     from glotbench.training.merge.engine import resolve_model
 
     base_dir = resolve_model(cfg.model)
     rows, source = load_rows(cfg.data)
-    rows = select_languages(rows, cfg.languages)
+    rows, dropped = select_languages(rows, cfg.languages)
     if not rows:
-        raise GlotbenchError(f"SFT data {source['path']} has no rows in languages {', '.join(cfg.languages)}",
+        raise GlotbenchError(f"SFT data {source['path']} has no rows in languages {', '.join(cfg.languages)} "
+                             f"({dropped['no_language']} without a language, {dropped['other_language']} in others)",
                              "fix languages: or the data")
-    return base_dir, plan_units(cfg, rows), source
+    units, outside = plan_units(cfg, rows)
+    used = {id(r) for unit in units.values() for r in unit}
+    trained = [r for r in rows if id(r) in used]
+    report = check_eval_overlap(trained, cfg.data, source["path"])
+    return base_dir, units, {**source, "dropped": {**dropped, "outside_clusters": outside},
+                             "eval_overlap": report.to_json()}
 
 
 def train_config(config: Path, work_dir: Path, *, progress: bool) -> None:
@@ -74,7 +86,7 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
         extra = {"accelerate_config": str(accelerate_config) if accelerate_config else None}
         if not cfg.clusters:
             write_manifest(tmp, manifest("sft", cfg.raw, inputs, outputs(tmp, metrics[""]), started, **extra))
-            return summary(out, cfg, metrics[""])
+            return summary(out, cfg, metrics[""]) + "\n" + data_line(data_entry)
         for name, rows in units.items():
             cdir = unit_dir(tmp, name)
             write_manifest(cdir, manifest("sft", cfg.raw, [*inputs, subset_entry(cfg, name, rows)],
@@ -87,7 +99,15 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
         write_manifest(tmp, manifest("sft", cfg.raw, inputs, {**outputs(tmp, None), "clusters": clusters,
                                                               "merge": merged}, started, **extra))
     return "\n".join([f"SFT: {len(units)} clusters trained and merged ({merged['method']}) into {out}",
-                      *(summary(out / "clusters" / n, cfg, m) for n, m in metrics.items())])
+                      data_line(data_entry), *(summary(out / "clusters" / n, cfg, m) for n, m in metrics.items())])
+
+
+def data_line(entry: dict) -> str:
+    """One line: rows read, rows left out and why, the eval-overlap finding."""
+    d = entry["dropped"]
+    left = (f"{d['no_language']} without a language and {d['other_language']} in other languages left out by "
+            f"languages:, {d['outside_clusters']} outside every cluster and shared")
+    return f"  data: {entry['rows']} rows read; {left}; {describe(entry['eval_overlap'])}"
 
 
 def outputs(directory: Path, metrics: dict | None) -> dict:
