@@ -152,7 +152,8 @@ def _cached_index(data_dir: str | None, eval_data: EvalData) -> EvalIndex:
 
 
 def check_overlap(prompts: Sequence[Prompt], source: str, *, allow: bool, data_dir: Path | None = None,
-                  eval_data: EvalData = "local", index: EvalIndex | None = None) -> OverlapReport:
+                  eval_data: EvalData = "local", index: EvalIndex | None = None,
+                  block: str = "prompts") -> OverlapReport:
     """Compare ``prompts`` with the evaluation sets; raise :class:`GlotbenchError` naming the
     count, the sets, one example and the fix when some collide and ``allow`` is False."""
     index = index if index is not None else eval_index(data_dir, eval_data)
@@ -182,7 +183,7 @@ def check_overlap(prompts: Sequence[Prompt], source: str, *, allow: bool, data_d
         raise GlotbenchError(
             f"{hit} of {len(prompts)} training prompts from {source} are evaluation prompts ({counts}), "
             f"e.g. {examples[0]}",
-            "remove them from the prompt set, or set allow_eval_overlap: true in the prompts block "
+            f"remove them, or set allow_eval_overlap: true in the {block} block "
             "to keep them (the overlap is then counted in the manifest)")
     return report
 

@@ -72,11 +72,7 @@ def check_eval_overlap(pairs: PairSet, allow: bool) -> OverlapReport:
         if turns not in prompts:
             prompts[turns] = Prompt(prompt_id=p.pair_id, language="", messages=tuple(
                 ChatMessage("user", t) for t in turns), source=pairs.source)
-    try:
-        return check_overlap(list(prompts.values()), f"reward data {pairs.source}", allow=allow)
-    except GlotbenchError as exc:  # the same finding; the key to set lives in this config's data block
-        raise GlotbenchError(exc.problem, "remove those pairs, or set allow_eval_overlap: true in the data block "
-                                          "to keep them (the overlap is then counted in the manifest)") from None
+    return check_overlap(list(prompts.values()), f"reward data {pairs.source}", allow=allow, block="data")
 
 
 def tokenized(tokenizer, pairs: list[PreferencePair], max_length: int, overlong: str) -> tuple[list[dict], dict]:

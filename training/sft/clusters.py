@@ -19,12 +19,12 @@ from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
+from glotbench.training.merge.config import NEEDS_BASE
 from glotbench.training.sft.config import SFTConfig
 
 CLUSTERS_DIR = "clusters"
 MERGE_MANIFEST = "merge_manifest.json"
 # Methods of training.merge that measure task vectors from the SFT base model.
-NEEDS_BASE = ("task_arithmetic", "ties", "dare_ties", "dare_linear")
 
 
 def plan_units(cfg: SFTConfig, rows: list[dict]) -> tuple[dict[str, list[dict]], int]:

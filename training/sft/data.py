@@ -96,11 +96,7 @@ def check_eval_overlap(rows: list[dict], spec: DataSpec, source: str) -> Overlap
     prompts = [Prompt(prompt_id=r["prompt_id"] or r["source"], language=r["language"] or "",
                       messages=tuple(ChatMessage("user", m["content"]) for m in r["messages"] if m["role"] == "user"),
                       source=r["source"]) for r in rows]
-    try:
-        return check_overlap(prompts, f"SFT data {source}", allow=spec.allow_eval_overlap)
-    except GlotbenchError as exc:  # the same finding; the key to set lives in this config's data block
-        raise GlotbenchError(exc.problem, "remove those rows, or set allow_eval_overlap: true in the data block "
-                                          "to keep them (the overlap is then counted in the manifest)") from None
+    return check_overlap(prompts, f"SFT data {source}", allow=spec.allow_eval_overlap, block="data")
 
 
 def select_languages(rows: list[dict], languages: tuple[str, ...]) -> tuple[list[dict], dict[str, int]]:
