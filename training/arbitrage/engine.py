@@ -32,15 +32,14 @@ from glotbench.training.arbitrage.teachers import TeacherRun, build_teacher
 from glotbench.training.core.config import resolve_path
 from glotbench.training.core.records import Candidate, Prompt
 from glotbench.training.core.stage import check_output, manifest, staged, write_manifest
-from glotbench.training.data.prompts import source_id
+from glotbench.training.data.overlap import describe
+from glotbench.training.data.prompts import load_prompts, source_id
 
 
 def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: bool = False) -> str:
     started = time.time()
     cfg = load_config(config)
     check_output(out, overwrite, inputs=_input_paths(cfg))
-    from glotbench.training.data.prompts import load_prompts
-
     prompt_set = load_prompts(cfg.prompts, cfg.path)
     prompts = {p.prompt_id: p for p in prompt_set.prompts}
     if not prompts:
@@ -65,16 +64,14 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
         write_manifest(tmp, manifest("arbitrage", cfg.raw, inputs, files, started, counts=result["counts"],
                                      scorer_stats=getattr(scorer, "stats", {})))
     c = result["counts"]
-    from glotbench.training.data.overlap import describe
-
     notes = [describe(prompt_set.overlap), *(f"prompt data: {p}" for p in prompt_set.problems)]
     if c["missing_published"]:
         notes.append("published answers missing (counted, not invented): "
                      + ", ".join(f"{n} {k}" for n, k in c["missing_published"].items()))
     if learned := result["learned"]:
         notes.append(f"learned router: {json.dumps(learned['split'])}; evaluation in {out}/routing.json")
-    return "\n".join([*notes, f"arbitrage: {c['prompts']} prompts, {c['candidates']} candidates from {len(cfg.teachers)} teachers "
-            f"({c['generated']} generated, {c['from_cache']} from cache), {c['unscored']} unscored; "
+    return "\n".join([*notes, f"arbitrage: {c['prompts']} prompts, {c['candidates']} candidates from "
+                       f"{len(cfg.teachers)} teachers ({c['generated']} generated, {c['from_cache']} from cache), {c['unscored']} unscored; "
             f"{c['chosen']} chosen → {out}/sft.jsonl, {c['pairs']} pairs → {out}/pairs.jsonl "
             f"(skipped: {c['pairs_skipped_tie']} ties, {c['pairs_skipped_single_candidate']} single-candidate, "
             f"{c['pairs_skipped_too_few_scored']} with fewer than 2 scores)"])
