@@ -195,5 +195,8 @@ def describe(report: OverlapReport | Mapping) -> str:
     line = (f"eval overlap: {data['overlapping']} prompts (checked {len(data['checked_sets'])} sets, "
             f"{checked} prompts)")
     if data["unavailable"]:
-        line += f"; not checked: {', '.join(data['unavailable'])}"
+        # "m_arenahard (22 of 23 languages)": a set partly checked must not read as unchecked.
+        parts = [f"{name} ({reason.split(' (')[0]})" if " of " in reason.split(" (")[0] else name
+                 for name, reason in data["unavailable"].items()]
+        line += f"; not checked: {', '.join(parts)}"
     return line
