@@ -205,3 +205,17 @@ def test_existing_output_is_refused_before_training(tiny_model_dir, sft_file, tm
     cfg = write_config(tmp_path / "sft.yaml", **tiny_cfg(tiny_model_dir, sft_file))
     assert main(["train", "sft", str(cfg), "-o", str(tmp_path / "out")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, bf16, ckpt", [({}, False, False),
+                                               ({"bf16": True, "gradient_checkpointing": True}, True, True)])
+def test_on_cpu_bf16_and_checkpointing_are_off_unless_the_config_sets_them(tiny_model_dir, sft_file, tmp_path,
+                                                                           extra, bf16, ckpt):
+    from glotbench.training.sft.config import load_config
+    from glotbench.training.sft.data import load_rows
+    from glotbench.training.sft.trainer import build_trainer
+
+    cfg = load_config(write_config(tmp_path / "sft.yaml", **tiny_cfg(tiny_model_dir, sft_file, **extra)))
+    rows, _ = load_rows(cfg.data)
+    trainer, _ = build_trainer(cfg, tiny_model_dir, rows, tmp_path / "work", progress=False)
+    assert trainer.args.bf16 is bf16 and bool(trainer.args.gradient_checkpointing) is ckpt

@@ -21,8 +21,8 @@
 
 Optional: ``languages`` (keep only these rows), ``lr_scheduler`` (transformers' SchedulerType names),
 ``warmup_ratio``, ``weight_decay``, ``logging_steps``, ``eval_steps``, ``dtype`` (weights as
-loaded: float32 | bfloat16), ``bf16`` and ``gradient_checkpointing`` (forced off on CPU,
-where trl's defaults of on make training ~17x slower).
+loaded: float32 | bfloat16), ``bf16`` and ``gradient_checkpointing`` (off on CPU unless set:
+trl defaults both on; whether that pays on a CPU depends on it, see docs/benchmarks.md).
 """
 
 from __future__ import annotations

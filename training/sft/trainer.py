@@ -3,8 +3,11 @@
 Runs on every process of a distributed launch (each builds the same dataset and model; the
 Trainer's accelerator shards batches and averages gradients); only the main process writes
 ``out_dir`` (weights, tokenizer with the chat template trained with, ``metrics.json``).
-On CPU, bf16 and gradient checkpointing are forced off: trl 1.16 defaults both on, and on
-CPU they make a step ~17x slower and buy nothing (no bf16 matmul units, memory is not short).
+On CPU, bf16 autocast and gradient checkpointing are off unless the config sets them: trl
+1.16 defaults both on, and whether they pay depends on the CPU (slower without bf16 matmul
+units, where a 17x slowdown was reported; on this project's AVX-512 VM bench/bench_sft.py
+measured them 1.4x *faster* when idle, 1.6x slower when loaded). Off is the float32-exact
+default; ``bf16: true`` / ``gradient_checkpointing: true`` in the config turn them on.
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ def build_trainer(cfg: SFTConfig, base_dir: Path, rows: list[dict], work_dir: Pa
     train_rows, eval_rows = split_eval(rows, cfg.eval_fraction, cfg.seed)
     transformers.set_seed(cfg.seed)  # the LoRA init and any head init draw from it
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, cfg.dtype))
-    bf16 = False if cpu else (cfg.bf16 if cfg.bf16 is not None else torch.cuda.is_bf16_supported())
-    checkpointing = False if cpu else cfg.gradient_checkpointing
+    bf16 = (cfg.bf16 is True) if cpu else (cfg.bf16 if cfg.bf16 is not None else torch.cuda.is_bf16_supported())
+    checkpointing = cfg.gradient_checkpointing
     if trl_cpu_defaults and cpu:
         bf16 = checkpointing = True
     args = TrlSFTConfig(
