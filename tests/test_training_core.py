@@ -95,3 +95,17 @@ def test_the_jsonl_reader_names_the_file_and_line(tmp_path, content, message):
         list(read_jsonl(p, "prompt file", "{}"))
     with pytest.raises(GlotbenchError, match="does not exist"):
         list(read_jsonl(tmp_path / "none.jsonl", "prompt file", "{}"))
+
+
+def test_a_killed_stages_partial_directory_is_removed_by_the_next_run(tmp_path):
+    import socket
+
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.partial-{int(dead.stdout)}@{host}"
+    (stale / "weights").mkdir(parents=True)
+    other_host = tmp_path / f".out.partial-{int(dead.stdout)}@elsewhere"
+    other_host.mkdir()
+    with staged(tmp_path / "out") as tmp:
+        (tmp / "done").write_text("1")
+    assert not stale.exists() and other_host.exists() and (tmp_path / "out" / "done").is_file()

@@ -51,9 +51,16 @@ def check_output(out: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> N
 @contextmanager
 def staged(out: Path) -> Iterator[Path]:
     """A temporary directory that becomes ``out`` when the block ends without an exception
-    (and is removed when it raises)."""
+    (and is removed when it raises). Partial directories that a killed stage (``kill -9``,
+    a lost machine) left for the same output on this host are removed first: a checkpoint's
+    leftovers are hundreds of MB."""
     out = Path(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    host = socket.gethostname()
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}@{host}"
+    for stale in out.parent.glob(f".{out.name}.partial-*@{host}"):
+        pid = stale.name.rsplit(".partial-", 1)[1].split("@", 1)[0]
+        if stale != tmp and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -62,6 +69,16 @@ def staged(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     publish(tmp, out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def publish(tmp: Path, out: Path) -> None:
