@@ -50,7 +50,7 @@ def lines(path: Path) -> list[dict]:
 
 def test_an_openai_protocol_teacher_is_retried_cached_and_scored(tmp_path):
     def answer(request: dict) -> str:
-        return "Served answer: " + request["messages"][-1]["content"][:40]
+        return f"Served answer (seed {request.get('seed')}): " + request["messages"][-1]["content"][:40]
 
     faults = Faults(rate_500=0.9, max_per_request=1)
     with OpenAIServer(responder=answer, faults=faults, model="teacher-model") as server:
@@ -64,7 +64,8 @@ def test_an_openai_protocol_teacher_is_retried_cached_and_scored(tmp_path):
     assert first["status"].get("500", 0) > 0 and first["served"] == 16  # 8 prompts × 2 samples, 500s retried
     served = [c for c in lines(tmp_path / "a" / "candidates.jsonl") if c["teacher"] == "served"]
     assert len(served) == 16 and {c["sample"] for c in served} == {0, 1}
-    assert all(c["completion"].startswith("Served answer: ") and c["finish"] == "stop" for c in served)
+    assert all(c["completion"].startswith(f"Served answer (seed {c['sample']}): ") and c["finish"] == "stop"
+               for c in served), "sample k is sent with seed + k"
     man = json.loads((tmp_path / "a" / "training_manifest.json").read_text())
     ident = next(i for i in man["inputs"] if i.get("name") == "served")
     assert ident["kind"] == "openai" and ident["base_url"] == server.base_url and ident["api_errors"] == []

@@ -187,7 +187,8 @@ class OpenAIClient:
             raise ValueError(f"a cost limit needs a price for {self.model}")
         self.max_cost = max_cost
 
-    async def chat(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float) -> ChatReply:
+    async def chat(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float,
+                   seed: int | None = None) -> ChatReply:
         """One chat completion: budget, concurrency, rate limit, retries. Raises
         :class:`GlotbenchError` (fatal), :class:`RetriesExhausted` or :class:`UnreadableReply`
         (API errors), :class:`BudgetExhausted` (not sent); anything else is a bug."""
@@ -201,7 +202,8 @@ class OpenAIClient:
                 self.usage.requests += 1
                 try:
                     response = await self._client.chat.completions.create(
-                        model=self.model, messages=body, temperature=temperature, max_tokens=max_tokens)
+                        model=self.model, messages=body, temperature=temperature, max_tokens=max_tokens,
+                        **({"seed": seed} if seed is not None else {}))
                 except (json.JSONDecodeError, self._openai.APIResponseValidationError) as exc:
                     # The request went out and a 2xx came back whose body is not a completion
                     # (the client decodes the body inside create(); nothing else there parses JSON).

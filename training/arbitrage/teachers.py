@@ -174,17 +174,17 @@ class Served:
 
         who = self.client.identity
         jobs = [(p, k, json_sha256(["teacher", [[m.role, m.content] for m in p.messages], self.cfg.temperature,
-                                    self.cfg.max_new_tokens, k]))
+                                    self.cfg.max_new_tokens, self.cfg.seed + k]))
                 for p in prompts for k in range(self.cfg.samples)]
         found = cache.get_many(who, [key for _, _, key in jobs])
         out = TeacherRun([], self.identity, from_cache=len(found))
         progress(len(found))
         errors: list[str] = []
 
-        async def one(p: Prompt, key: str) -> None:
-            try:
+        async def one(p: Prompt, k: int, key: str) -> None:
+            try:  # seed + k: sample k is its own request (reproducible where the server honours seeds)
                 reply = await self.client.chat(p.messages, max_tokens=self.cfg.max_new_tokens,
-                                               temperature=self.cfg.temperature)
+                                               temperature=self.cfg.temperature, seed=self.cfg.seed + k)
             except (RetriesExhausted, UnreadableReply) as exc:  # counted; the rest goes on
                 errors.append(f"{p.prompt_id}: {exc}")
                 return
@@ -195,7 +195,7 @@ class Served:
             progress(1)
 
         try:
-            await asyncio.gather(*(one(p, key) for p, _, key in jobs if key not in found))
+            await asyncio.gather(*(one(p, k, key) for p, k, key in jobs if key not in found))
         finally:
             await self.client.close()
         for p, k, key in jobs:
