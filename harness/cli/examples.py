@@ -46,11 +46,11 @@ merge.yaml:
 """
 
 TRAIN_EXAMPLES = """examples:
-  glotbench train reward training/recipes/examples/reward-alpacaeval.yaml -o ckpt/rm
-  glotbench train arbitrage training/recipes/examples/arbitrage-alpacaeval.yaml -o data/arbitrage
-  glotbench train sft training/recipes/examples/sft-embedded.yaml -o ckpt/sft
-  glotbench train sft sft.yaml -o ckpt/sft --accelerate-config training/recipes/accelerate/ddp-cpu.yaml
-  glotbench run --model hf:ckpt/sft --tasks xcopa --limit 5   # evaluate; lineage in provenance
+  glotbench train reward training/recipes/examples/reward-alpacaeval.yaml -o results/rm-alpacaeval
+  glotbench train arbitrage training/recipes/examples/arbitrage-alpacaeval.yaml -o results/arbitrage-alpacaeval
+  glotbench train sft training/recipes/examples/sft-embedded.yaml -o results/sft-embedded
+  glotbench train sft sft.yaml -o ckpt/sft --accelerate-config training/recipes/accelerate/ddp-cpu-gloo.yaml
+  glotbench run --model hf:results/sft-embedded --tasks xcopa --limit 5   # lineage in provenance
 
 configs and outputs: docs/training.md
 """

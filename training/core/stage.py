@@ -1,6 +1,6 @@
 """A training stage's output: one directory, written atomically, with a manifest.
 
-A stage writes into a hidden ``.NAME.partial-PID`` beside the target and renames it into
+A stage writes into a hidden ``.NAME.partial-PID@HOST`` beside the target and renames it into
 place last, so an interrupted stage leaves nothing that looks finished (``--overwrite`` swaps
 an old output out only at the end). The manifest (``training_manifest.json``) is the stage's
 lineage: what it is, its config and that config's hash, its inputs (parents: checkpoints and

@@ -1,7 +1,7 @@
 """The evaluation-overlap check: training prompts must not be evaluation prompts.
 
-Training on the test set is the easiest way to fake a gain, so every training prompt's text
-(its last user turn) is compared, by a hash of its normalised form, with every prompt of the
+Training on the test set is the easiest way to fake a gain, so every user turn of every
+training prompt is compared, by a hash of its normalised form, with every prompt of the
 evaluation sets glotbench ships or can load offline. Normalisation (:func:`normalise`): NFKC,
 case folding, whitespace runs collapsed to one space, punctuation and quotes stripped at both
 ends, so ``"What is X?"`` and ``what is  x`` collide but a different sentence never does.
