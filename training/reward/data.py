@@ -48,6 +48,9 @@ class PreferencePair:
     rejected_by: str = ""
     index: int | None = None
     """The instruction's position in its source (AlpacaEval: 0..804)."""
+    score_chosen: float | None = None
+    """The chosen answer's score when the source gives one (arbitrage's pairs.jsonl does)."""
+    score_rejected: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,8 @@ def _preference(row: object, where: str) -> float | None:
 def jsonl_pairs(path: Path) -> PairSet:
     """``{prompt | messages, chosen, rejected}`` per line: ``prompt`` as text or as chat turns
     (trl's conversational format, what arbitrage writes to pairs.jsonl), answers as text or as
-    one assistant turn. Extra keys (teachers, scores) are allowed; ``prompt_id``, when present,
+    one assistant turn. Extra keys (teachers) are allowed; ``score_chosen``/``score_rejected``,
+    when present, are kept (DPO's min_gap filter reads them); ``prompt_id``, when present,
     names the instruction group by its source id (``alpaca-3`` for ``alpaca-3/de`` with
     ``language: de``), so a prompt's translations fall on one side of the split."""
     pairs = []
@@ -180,7 +184,18 @@ def pair_of(row: object, where: str, default_id: str,
     group = source_of(ident, language if isinstance(language, str) else None)
     return PreferencePair(pair_id=f"{ident}/{default_id}", group=group, messages=messages,
                           chosen=answers[0], rejected=answers[1],
-                          chosen_by=str(row.get("chosen_teacher", "")), rejected_by=str(row.get("rejected_teacher", "")))
+                          chosen_by=str(row.get("chosen_teacher", "")), rejected_by=str(row.get("rejected_teacher", "")),
+                          score_chosen=_score(row.get(f.get("score_chosen", "score_chosen")), "score_chosen", where),
+                          score_rejected=_score(row.get(f.get("score_rejected", "score_rejected")), "score_rejected",
+                                                where))
+
+
+def _score(value: object, key: str, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{where}: {key} {value!r} is not a number", f"write {key} as a number or leave it out")
+    return float(value)
 
 
 def _answer(value: object, key: str, where: str) -> str:
