@@ -51,6 +51,7 @@ TRAIN_EXAMPLES = """examples:
   glotbench train sft training/recipes/examples/sft-embedded.yaml -o results/sft-embedded
   glotbench train sft sft.yaml -o ckpt/sft --accelerate-config training/recipes/accelerate/ddp-cpu-gloo.yaml
   glotbench run --model hf:results/sft-embedded --tasks xcopa --limit 5   # lineage in provenance
+  glotbench train dpo training/recipes/examples/dpo-embedded.yaml -o results/dpo-embedded
 
 configs and outputs: docs/training.md
 """

@@ -27,6 +27,7 @@ from glotbench.harness.core.errors import GlotbenchError
 RANK_ENTRY = {
     "sft": "glotbench.training.sft.train:train_config",
     "reward": "glotbench.training.reward.trainer:train_config",
+    "dpo": "glotbench.training.dpo.trainer:train_config",
 }
 LAUNCHED = "GLOTBENCH_LAUNCHED"
 """Set (to the stage) in every rank's environment: a stage started inside a launch refuses."""
