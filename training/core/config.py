@@ -76,3 +76,34 @@ def resolve_path(value: str, config_path: Path | None = None) -> Path:
         if (base / p).exists():
             return base / p
     return p
+
+
+def positive(raw: dict, key: str, kind: type, where: str) -> Any:
+    """``raw[key]`` checked against ``kind`` and required to be above 0."""
+    value = typed(raw, key, kind, where)
+    if value <= 0:
+        raise ConfigError(f"{where}: {key} must be positive, not {value!r}", f"set {key} to a number above 0")
+    return value
+
+
+LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+
+
+def lora_settings(block: Any, where: str) -> dict:
+    """A ``lora:`` block (or ``lora: true``) → peft settings with defaults r 8, alpha 16,
+    dropout 0, all linear layers; shared by every stage that trains adapters."""
+    block = {} if block is True else block
+    check_keys(block, LORA_KEYS, where)
+    out = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
+    for key in ("r", "alpha"):
+        if key in block:
+            out[key] = positive(block, key, int, where)
+    if "dropout" in block:
+        out["dropout"] = float(typed(block, "dropout", float, where))
+    if "target_modules" in block:
+        mods = block["target_modules"]
+        if not (mods == "all-linear" or (isinstance(mods, list) and mods and all(isinstance(m, str) for m in mods))):
+            raise ConfigError(f"{where}: target_modules must be all-linear or a list of module names, not {mods!r}",
+                              "e.g. target_modules: [q_proj, v_proj]")
+        out["target_modules"] = mods
+    return out

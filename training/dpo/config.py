@@ -29,13 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from glotbench.harness.core.errors import close_match
-from glotbench.training.core.config import ConfigError, check_keys, load_yaml, resolve_path, typed
+from glotbench.training.core.config import (
+    ConfigError,
+    check_keys,
+    load_yaml,
+    lora_settings,
+    positive,
+    resolve_path,
+    typed,
+)
 
 TOP_KEYS = ("policy", "reference", "data", "allow_eval_overlap", "min_gap", "beta", "loss_type", "lora",
             "merge_lora", "seed", "max_steps", "epochs", "learning_rate", "batch_size", "grad_accum", "max_length",
             "eval_fraction", "logging_steps", "dtype", "bf16", "gradient_checkpointing")
 DATA_KEYS = ("file", "hub", "config", "split")
-LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 DTYPES = ("float32", "bfloat16")
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
@@ -99,10 +106,10 @@ def parse_config(raw: dict, config_path: Path | None = None) -> DPOConfig:
             kw[key] = typed(raw, key, kind, where)
     for key in ("max_steps", "batch_size", "grad_accum", "max_length", "logging_steps"):
         if key in raw:
-            kw[key] = _positive(raw, key, int, where)
+            kw[key] = positive(raw, key, int, where)
     for key in ("epochs", "learning_rate", "beta"):
         if key in raw:
-            kw[key] = float(_positive(raw, key, float, where))
+            kw[key] = float(positive(raw, key, float, where))
     if "min_gap" in raw:
         kw["min_gap"] = float(typed(raw, "min_gap", float, where))
         if kw["min_gap"] < 0:
@@ -120,7 +127,7 @@ def parse_config(raw: dict, config_path: Path | None = None) -> DPOConfig:
     if "loss_type" in raw:
         kw["loss_type"] = _loss_types(raw["loss_type"], where)
     if raw.get("lora") is not None:
-        kw["lora"] = _lora(raw["lora"], f"{where}: lora")
+        kw["lora"] = lora_settings(raw["lora"], f"{where}: lora")
     if kw.get("merge_lora") and "lora" not in kw:
         raise ConfigError(f"{where}: merge_lora is true but there is no lora block",
                           "add lora: {r: 8} or drop merge_lora")
@@ -136,13 +143,6 @@ def _model(raw: dict, key: str, where: str, config_path: Path | None) -> str:
         raise ConfigError(f"{where}: {key} must be embedded or hf:<dir>, not {spec!r}",
                           f"e.g. {key}: hf:results/sft-embedded")
     return spec
-
-
-def _positive(raw: dict, key: str, kind: type, where: str) -> Any:
-    value = typed(raw, key, kind, where)
-    if value <= 0:
-        raise ConfigError(f"{where}: {key} must be positive, not {value!r}", f"set {key} to a number above 0")
-    return value
 
 
 def _loss_types(value: Any, where: str) -> tuple[str, ...]:
@@ -173,21 +173,3 @@ def _data(block: Any, where: str, config_path: Path | None) -> DataSpec:
     local = resolve_path(strings["hub"], config_path)
     return DataSpec(hub=str(local) if local.exists() else strings["hub"], config=strings.get("config"),
                     split=strings.get("split", "train"))
-
-
-def _lora(block: Any, where: str) -> dict:
-    block = {} if block is True else block
-    check_keys(block, LORA_KEYS, where)
-    out = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
-    for key in ("r", "alpha"):
-        if key in block:
-            out[key] = _positive(block, key, int, where)
-    if "dropout" in block:
-        out["dropout"] = float(typed(block, "dropout", float, where))
-    if "target_modules" in block:
-        mods = block["target_modules"]
-        if not (mods == "all-linear" or (isinstance(mods, list) and mods and all(isinstance(m, str) for m in mods))):
-            raise ConfigError(f"{where}: target_modules must be all-linear or a list of module names, not {mods!r}",
-                              "e.g. target_modules: [q_proj, v_proj]")
-        out["target_modules"] = mods
-    return out

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from glotbench.harness.core.errors import close_match
-from glotbench.training.core.config import ConfigError, check_keys, load_yaml, resolve_path, typed
+from glotbench.training.core.config import (
+    ConfigError,
+    check_keys,
+    load_yaml,
+    lora_settings,
+    positive,
+    resolve_path,
+    typed,
+)
 from glotbench.training.merge.config import METHODS
 
 Loss = Literal["assistant", "all"]
@@ -41,7 +49,6 @@ TOP_KEYS = ("model", "data", "chat_template", "loss", "packing", "lora", "merge_
             "languages", "lr_scheduler", "warmup_ratio", "weight_decay", "logging_steps", "dtype", "bf16",
             "gradient_checkpointing", "clusters", "shared", "merge")
 DATA_KEYS = ("file", "hub", "config", "split", "field", "language_field", "allow_eval_overlap")
-LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 MERGE_KEYS = ("method", "weights", "parameters")
 DTYPES = ("float32", "bfloat16")
 
@@ -113,10 +120,10 @@ def parse_config(raw: dict, config_path: Path | None = None) -> SFTConfig:
             kw[key] = typed(raw, key, kind, where)
     for key in ("max_steps", "batch_size", "grad_accum", "max_length", "logging_steps", "eval_steps"):
         if key in raw:
-            kw[key] = _positive(raw, key, int, where)
+            kw[key] = positive(raw, key, int, where)
     for key in ("epochs", "learning_rate"):
         if key in raw:
-            kw[key] = float(_positive(raw, key, float, where))
+            kw[key] = float(positive(raw, key, float, where))
     for key in ("warmup_ratio", "weight_decay", "eval_fraction"):
         if key in raw:
             kw[key] = float(typed(raw, key, float, where))
@@ -135,7 +142,7 @@ def parse_config(raw: dict, config_path: Path | None = None) -> SFTConfig:
     if raw.get("chat_template") is not None:
         kw["chat_template"] = _template(typed(raw, "chat_template", str, where), where, config_path)
     if raw.get("lora") is not None:
-        kw["lora"] = _lora(raw["lora"], f"{where}: lora")
+        kw["lora"] = lora_settings(raw["lora"], f"{where}: lora")
     if kw.get("merge_lora") and "lora" not in kw:
         raise ConfigError(f"{where}: merge_lora is true but there is no lora block", "add lora: {r: 8} or drop merge_lora")
     kw["languages"] = _codes(raw, "languages", where)
@@ -150,13 +157,6 @@ def parse_config(raw: dict, config_path: Path | None = None) -> SFTConfig:
     if raw.get("merge") is not None:
         kw["merge"] = _merge(raw["merge"], f"{where}: merge", tuple(kw["clusters"]))
     return SFTConfig(model=model, data=data, raw=raw, **kw)
-
-
-def _positive(raw: dict, key: str, kind: type, where: str) -> Any:
-    value = typed(raw, key, kind, where)
-    if value <= 0:
-        raise ConfigError(f"{where}: {key} must be positive, not {value!r}", f"set {key} to a number above 0")
-    return value
 
 
 def _scheduler(name: str, where: str) -> None:
@@ -198,24 +198,6 @@ def _template(value: str, where: str, config_path: Path | None) -> str:
         raise ConfigError(f"{where}: chat_template {value!r} is neither a file nor a Jinja template",
                           "give a .jinja file or the template text")
     return path.read_text(encoding="utf-8")
-
-
-def _lora(block: Any, where: str) -> dict:
-    check_keys(block if block is not True else {}, LORA_KEYS, where)
-    block = {} if block is True else block
-    out = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
-    for key in ("r", "alpha"):
-        if key in block:
-            out[key] = _positive(block, key, int, where)
-    if "dropout" in block:
-        out["dropout"] = float(typed(block, "dropout", float, where))
-    if "target_modules" in block:
-        mods = block["target_modules"]
-        if not (mods == "all-linear" or (isinstance(mods, list) and mods and all(isinstance(m, str) for m in mods))):
-            raise ConfigError(f"{where}: target_modules must be all-linear or a list of module names, not {mods!r}",
-                              "e.g. target_modules: [q_proj, v_proj]")
-        out["target_modules"] = mods
-    return out
 
 
 def _codes(raw: dict, key: str, where: str) -> tuple[str, ...]:
