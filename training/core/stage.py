@@ -116,3 +116,18 @@ def write_manifest(directory: Path, data: dict) -> Path:
     path = Path(directory) / MANIFEST
     write_json_atomic(path, data, indent=2)
     return path
+
+
+def finish_trained(trainer, work: Path, out_dir: Path, metrics: dict, metrics_name: str) -> dict | None:
+    """After a Trainer saved into ``out_dir`` on every rank: wait for all ranks; on the main
+    process remove the scratch directory ``work`` and trl's pickled ``training_args.bin`` (the
+    manifest records the config) and write the metrics file. The metrics there, None elsewhere."""
+    import json
+
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        return None
+    shutil.rmtree(work, ignore_errors=True)
+    (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
+    (Path(out_dir) / metrics_name).write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

@@ -16,14 +16,13 @@ and after training.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
+from glotbench.training.core.stage import finish_trained
 from glotbench.training.data.overlap import OverlapReport
 from glotbench.training.dpo.config import DPOConfig, load_config
 from glotbench.training.reward.data import (
@@ -204,13 +203,7 @@ def train_unit(cfg: DPOConfig, prepared: Prepared, out_dir: Path, *, progress: b
         "beta": cfg.beta, "loss_type": list(cfg.loss_type), "lora_merged": bool(cfg.lora and cfg.merge_lora),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
-    trainer.accelerator.wait_for_everyone()
-    if not main:
-        return None
-    shutil.rmtree(work, ignore_errors=True)
-    (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest records the config
-    (out_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return finish_trained(trainer, work, out_dir, metrics, METRICS)
 
 
 def train_config(config: Path, work_dir: Path, *, progress: bool) -> None:

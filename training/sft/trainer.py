@@ -12,8 +12,6 @@ default; ``bf16: true`` / ``gradient_checkpointing: true`` in the config turn th
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
+from glotbench.training.core.stage import finish_trained
 from glotbench.training.sft.config import SFTConfig
 from glotbench.training.sft.data import split_eval, to_dataset
 
@@ -139,13 +138,7 @@ def train_unit(cfg: SFTConfig, base_dir: Path, rows: list[dict], out_dir: Path, 
             "assistant_only_loss" if trainer.args.assistant_only_loss else "completion_only_loss"),
         "trainable_parameters": trainable, "lora_merged": bool(cfg.lora and cfg.merge_lora),
     }
-    trainer.accelerator.wait_for_everyone()
-    if not main:
-        return None
-    shutil.rmtree(work, ignore_errors=True)
-    (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest records the config
-    (out_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return finish_trained(trainer, work, out_dir, metrics, METRICS)
 
 
 def merge_adapter(base_dir: Path, out_dir: Path, dtype: str) -> None:
