@@ -179,6 +179,10 @@ def _generate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], assign: dict[str
     runs = {}
     for t in cfg.teachers:
         todo = [prompts[i] for i in assign.get(t.name, [])]
+        if not todo:  # nothing routed to it (fixed routing, the learned router's second pass): load nothing
+            runs[t.name] = TeacherRun([], {"name": t.name, "model": t.model,
+                                           "published": str(t.published) if t.published else None, "answered": 0})
+            continue
         teacher = build_teacher(t, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
         bar = progress_bar(len(todo) * (1 if t.published else t.samples), f"teacher {t.name}", "completion",
                            progress)
