@@ -1,0 +1,1 @@
+"""Online iterative DPO: sample from the policy, score, pair best/worst, train, merge, measure; three rounds."""
