@@ -2,8 +2,9 @@
 
 Stages: ``arbitrage`` (teacher pool → reward routing → SFT data and preference pairs),
 ``reward`` (a reward model with trl's RewardTrainer), ``sft`` (trl's SFTTrainer, per-cluster
-training and merging), ``dpo`` (offline DPO with trl's DPOTrainer). Each stage is a function
-from a config and its inputs to one output directory with a manifest (training/core/stage.py); this module parses and delegates only.
+training and merging), ``dpo`` (offline DPO with trl's DPOTrainer), ``online-dpo`` (iterative
+DPO on the policy's own scored samples), ``translated-pairs`` (native vs translated preference
+pairs). Each stage is a function from a config and its inputs to one output directory with a manifest (training/core/stage.py); this module parses and delegates only.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ STAGES = {
     "sft": ("glotbench.training.sft.train",
             "supervised fine-tuning (trl SFTTrainer), per language cluster, then a merge", True),
     "dpo": ("glotbench.training.dpo.train", "offline DPO on preference pairs (trl DPOTrainer)", True),
+    "online-dpo": ("glotbench.training.online.loop",
+                   "online iterative DPO: sample, score, pair best/worst, train, merge; resumable", True),
 }
 
 
 def register(sub) -> None:
-    tr = sub.add_parser("train", help="post-training stages: arbitrage, reward, sft, dpo", epilog=TRAIN_EXAMPLES,
+    tr = sub.add_parser("train", help="post-training stages: " + ", ".join(STAGES), epilog=TRAIN_EXAMPLES,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     stages = tr.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, (_, help_line, distributed) in STAGES.items():
