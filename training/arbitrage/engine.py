@@ -196,7 +196,7 @@ def _generate(cfg: ArbitrageConfig, prompts: dict[str, Prompt], assign: dict[str
 
 def _merged(a: TeacherRun, b: TeacherRun) -> TeacherRun:
     return TeacherRun(a.candidates + b.candidates, a.identity, a.computed + b.computed, a.from_cache + b.from_cache,
-                      a.missing + b.missing, a.tokens + b.tokens)
+                      a.missing + b.missing, a.tokens + b.tokens, a.lengths + b.lengths)
 
 
 def _score(scorer, prompts: dict[str, Prompt], candidates: list[Candidate]) -> list[Candidate]:

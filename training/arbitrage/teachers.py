@@ -46,6 +46,8 @@ class TeacherRun:
     """Prompt ids a published file does not answer."""
     tokens: int = 0
     """Completion tokens of the candidates (generated or cached; 0 for published)."""
+    lengths: list[int | None] = field(default_factory=list)
+    """Completion tokens of each candidate, in order (None: published, or a server that did not say)."""
 
 
 class Published:
@@ -72,6 +74,7 @@ class Published:
                 out.missing.append(p.prompt_id)
             else:
                 out.candidates.append(Candidate(p.prompt_id, p.language, self.cfg.name, 0, text, None))
+                out.lengths.append(None)
             progress(1)
         return out
 
@@ -149,6 +152,7 @@ class Generating:
         for (p, k, _), key in zip(jobs, keys):
             res = found[key]
             out.tokens += res["n_tokens"]
+            out.lengths.append(res["n_tokens"])
             out.candidates.append(Candidate(p.prompt_id, p.language, self.cfg.name, k, res["text"],
                                             "length" if res["finish"] == "length" else "stop"))
         return out
@@ -202,6 +206,7 @@ class Served:
             if key in found:
                 res = found[key]
                 out.tokens += res["n_tokens"] or 0
+                out.lengths.append(res["n_tokens"])
                 out.candidates.append(Candidate(p.prompt_id, p.language, self.cfg.name, k, res["text"], res["finish"]))
             else:
                 out.missing.append(f"{p.prompt_id}#{k}")

@@ -181,6 +181,10 @@ def train_unit(cfg: DPOConfig, prepared: Prepared, out_dir: Path, *, progress: b
         result = trainer.train()
         wall = time.perf_counter() - started
         after = trainer.evaluate() if prepared.held_out else None
+    if not progress:  # the trainer's run turns transformers' bars back on ("Writing model shards")
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     trainer.save_model(str(out_dir))  # every rank: gathers ZeRO-3/FSDP shards, writes on the main process
     main = trainer.is_world_process_zero()
     if main and cfg.lora and cfg.merge_lora:

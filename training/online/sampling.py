@@ -37,6 +37,8 @@ class Samples:
     """The scored samples of one policy on a set of prompts."""
 
     candidates: list[Candidate]
+    lengths: list[int | None]
+    """Completion tokens of each candidate, as generated."""
     identity: dict
     generated: int
     from_cache: int
@@ -52,7 +54,7 @@ def generate(cfg: OnlineConfig, policy: Path, prompts: Sequence[Prompt], k: int,
                             max_new_tokens=cfg.sampling.max_new_tokens, seed=seed)
     gen = Generating(teacher, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
     run = gen.run(prompts, cache, progress)
-    return Samples(run.candidates, run.identity, run.computed, run.from_cache, run.tokens, 0), gen
+    return Samples(run.candidates, run.lengths, run.identity, run.computed, run.from_cache, run.tokens, 0), gen
 
 
 def score(scorer, prompts: Mapping[str, Prompt], samples: Samples) -> Samples:

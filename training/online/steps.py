@@ -73,7 +73,8 @@ def sample(ctx: Context, n: int) -> dict:
     del gen
     t1 = time.perf_counter()
     samples = sampling.score(ctx.scorer, ctx.prompts, samples)
-    write_jsonl_atomic(ctx.run.iteration(n) / "samples.jsonl", list(outputs.candidate_rows(samples.candidates)))
+    rows = [{**row, "tokens": length} for row, length in zip(outputs.candidate_rows(samples.candidates), samples.lengths)]
+    write_jsonl_atomic(ctx.run.iteration(n) / "samples.jsonl", rows)
     return {"seconds": {"generate": t1 - t0, "score": time.perf_counter() - t1},
             "counts": {"prompts": len(ctx.train), "completions": len(samples.candidates),
                        "generated": samples.generated, "from_cache": samples.from_cache, "tokens": samples.tokens,
@@ -175,8 +176,9 @@ def evaluate(ctx: Context, n: int) -> dict:
     initial = own if n == 0 else sampling.logprobs(sampling.load_scoring_backend(ctx.cfg, ctx.initial), ctx.prompts,
                                                    samples.candidates)
     rows = [{"prompt_id": c.prompt_id, "language": c.language, "sample": c.sample, "completion": c.completion,
-             "finish": c.finish, "score": c.score, "tokens": lp[1], "logp_policy": lp[0], "logp_initial": li[0]}
-            for c, lp, li in zip(samples.candidates, own, initial)]
+             "finish": c.finish, "score": c.score, "tokens": length, "logp_policy": lp[0], "logp_initial": li[0],
+             "logp_tokens": lp[1]}
+            for c, length, lp, li in zip(samples.candidates, samples.lengths, own, initial)]
     write_jsonl_atomic(ctx.run.iteration(n) / "eval.jsonl", rows)
     return {"seconds": {"generate": t1 - t0, "score": t2 - t1, "logprobs": time.perf_counter() - t2},
             "counts": {"completions": len(rows), "generated": samples.generated, "from_cache": samples.from_cache,
@@ -198,7 +200,9 @@ def finish(ctx: Context, n: int) -> dict:
         "iteration": n, "beta": ctx.cfg.betas[n - 1], "seeds": list(ctx.cfg.seeds), "previous": ctx.cfg.previous,
         "start": str(start), "start_sha256": dir_sha256(start, WEIGHT_PATTERNS),
         "checkpoint": str(out), "checkpoint_sha256": dir_sha256(out, WEIGHT_PATTERNS),
-        "samples": steps["sample"]["counts"], "pairs": steps["pairs"]["counts"], "dpo": dpo,
+        # What was sampled; how much came from the cache is the process's history (steps.json), not a result.
+        "samples": {k: v for k, v in steps["sample"]["counts"].items() if k not in ("generated", "from_cache")},
+        "pairs": steps["pairs"]["counts"], "dpo": dpo,
         "held_out": {"before": h_before, "after": h_after, "change": metrics.change(h_before, h_after)},
         "win_rate": {"vs_initial": metrics.win_rate(after, initial, seed),
                      "vs_start": metrics.win_rate(after, before, seed)},
