@@ -116,6 +116,12 @@ def parse_config(raw: Any, path: Path | None = None) -> ArbitrageConfig:
                            raw=raw, path=path)
 
 
+def parse_teacher(block: Any, where: str, path: Path | None = None) -> TeacherConfig:
+    """One model or published-file entry, checked as a teacher is (``where`` names it in
+    errors): other stages' model blocks (translated pairs' strong, weak and translator) use it."""
+    return _teacher(block, where, path)
+
+
 def _teacher(block: Any, where: str, path: Path | None) -> TeacherConfig:
     if isinstance(block, dict) and "published" in block:
         check_keys(block, PUBLISHED_KEYS, where, required=("name", "published"))
