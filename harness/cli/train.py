@@ -24,6 +24,8 @@ STAGES = {
     "sft": ("glotbench.training.sft.train",
             "supervised fine-tuning (trl SFTTrainer), per language cluster, then a merge", True),
     "dpo": ("glotbench.training.dpo.train", "offline DPO on preference pairs (trl DPOTrainer)", True),
+    "translated-pairs": ("glotbench.training.translate.build",
+                         "preference pairs: a strong model's native answer vs a weak English answer translated", False),
     "online-dpo": ("glotbench.training.online.loop",
                    "online iterative DPO: sample, score, pair best/worst, train, merge; resumable", True),
 }
