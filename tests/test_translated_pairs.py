@@ -200,6 +200,11 @@ def test_generating_strong_model_and_translated_prompts(tiny_model_dir, tmp_path
     assert len(dropped) + len(read(tmp_path / "out" / "pairs.jsonl")) == 6 + 6  # ru: 2 native + 4 translated
     assert all(d["reason"].startswith(("chosen_", "prompt_translation_missing", "rejected_")) for d in dropped)
     assert man["models"]["strong"]["model"] == tiny and man["generation"]["strong"]["generated"] > 0
+    first = (tmp_path / "out" / "dropped.jsonl").read_bytes()
+    run_stage(cfg, tmp_path / "out", overwrite=True)  # a rerun (or one after a kill) generates nothing
+    again = json.loads((tmp_path / "out" / "training_manifest.json").read_text())["generation"]
+    assert all(g["generated"] == 0 for g in again.values()) and again["strong"]["from_cache"] > 0
+    assert (tmp_path / "out" / "dropped.jsonl").read_bytes() == first
 
 
 # --- (d) one-line config errors ------------------------------------------------------------------
