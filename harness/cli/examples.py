@@ -52,6 +52,8 @@ TRAIN_EXAMPLES = """examples:
   glotbench train sft sft.yaml -o ckpt/sft --accelerate-config training/recipes/accelerate/ddp-cpu-gloo.yaml
   glotbench run --model hf:results/sft-embedded --tasks xcopa --limit 5   # lineage in provenance
   glotbench train dpo training/recipes/examples/dpo-embedded.yaml -o results/dpo-embedded
+  glotbench train online-dpo training/recipes/examples/online-dpo-tiny.yaml -o results/online-dpo-tiny
+  glotbench train translated-pairs training/recipes/examples/translated-pairs-embedded.yaml -o results/translated-pairs
 
 configs and outputs: docs/training.md
 """
