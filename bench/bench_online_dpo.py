@@ -56,7 +56,7 @@ def write_config(out: Path, args) -> Path:
            "held_out": 1 / 3, "iterations": args.iterations, "samples_per_prompt": args.samples,
            "sampling": {"temperature": 0.8, "max_new_tokens": args.max_new_tokens, "seed": 0}, "eval_samples": 2,
            "scorer": {"reward_model": str(REPO / NEEDED["rm"]), "batch_size": 8}, "min_gap": 0.05,
-           "dpo": {"beta": 0.1, "learning_rate": 1.0e-6, "max_steps": args.steps, "batch_size": 4, "max_length": 384},
+           "dpo": {"beta": 0.1, "learning_rate": 5.0e-6, "max_steps": args.steps, "batch_size": 4, "max_length": 384},
            "seed": 0, "batch_size": 8, "device": "auto", "dtype": "float32"}
     path = out / "online.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
