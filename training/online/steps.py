@@ -134,6 +134,8 @@ def merge(ctx: Context, n: int) -> dict:
 
     t0 = time.perf_counter()
     it, start = ctx.run.iteration(n), ctx.start(n)
+    if (it / "checkpoint" / MANIFEST).is_file():  # merged and renamed into place before a kill
+        return {"seconds": {"merge": 0.0}}
     dirs = dpo_dirs(ctx, n)
     share = (1 - ctx.cfg.previous) / len(dirs)
     models = [{"model": str(d), "parameters": {"weight": share}} for d in dirs.values()]
