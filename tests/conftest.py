@@ -84,6 +84,24 @@ def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_rm_dir(tmp_path_factory, embedded_dir) -> Path:
+    """A 2-layer random Llama reward model (one label) with the embedded model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny-rm")
+    tok = AutoTokenizer.from_pretrained(embedded_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, num_labels=1,
+                      pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(1)
+    LlamaForSequenceClassification(cfg).to(torch.float32).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 @pytest.fixture()
 def isolated_cache(tmp_path, monkeypatch) -> Path:
     """A fresh user cache for the request cache; the converted models stay shared."""

@@ -45,7 +45,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_mo
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no rank left a partial
 
 
-def test_online_dpo_trains_each_iteration_under_accelerate_with_two_gloo_processes(tiny_model_dir, tmp_path):
+def test_online_dpo_trains_each_iteration_under_accelerate_with_two_gloo_processes(tiny_model_dir, tiny_rm_dir,
+                                                                                   tmp_path):
     from test_online_dpo import config
 
     from glotbench.training.online.loop import run_stage
@@ -59,9 +60,7 @@ def test_online_dpo_trains_each_iteration_under_accelerate_with_two_gloo_process
     acc["main_process_port"] = free_port()
     acc_file = tmp_path / "accelerate.yaml"
     acc_file.write_text(yaml.safe_dump(acc))
-    rm = tmp_path / "rm"
-    _tiny_rm(rm, tiny_model_dir)
-    cfg = config(tmp_path / "online.yaml", tiny_model_dir, rm, prompts, iterations=1, held_out=0.25,
+    cfg = config(tmp_path / "online.yaml", tiny_model_dir, tiny_rm_dir, prompts, iterations=1, held_out=0.25,
                  dpo={"beta": 0.1, "learning_rate": 1.0e-3, "max_steps": 2, "batch_size": 2, "max_length": 96})
     summary = run_stage(cfg, tmp_path / "run", accelerate_config=acc_file)
     assert "online DPO: 1 iteration(s)" in summary
@@ -70,15 +69,3 @@ def test_online_dpo_trains_each_iteration_under_accelerate_with_two_gloo_process
     assert json.loads((it / "checkpoint" / "training_manifest.json").read_text())["accelerate_config"] == str(acc_file)
     assert json.loads((tmp_path / "run" / "training_manifest.json").read_text())["accelerate_config"] == str(acc_file)
 
-
-def _tiny_rm(out, tokenizer_dir) -> None:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, num_labels=1,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(1)
-    LlamaForSequenceClassification(cfg).save_pretrained(out)
-    tok.save_pretrained(out)

@@ -11,10 +11,8 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,22 +25,6 @@ from glotbench.training.sft.train import WEIGHT_PATTERNS
 
 WORDS = ("casa", "perro", "libro", "mesa", "agua", "cielo", "verde", "rojo", "gato", "mar", "sol", "luna")
 PROMPTS, HELD, K = 16, 4, 3  # 12 training prompts x K = 36 generations: chunks of 16, 16 and 4
-
-
-@pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory, embedded_dir) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    out = tmp_path_factory.mktemp("tiny-rm")
-    tok = AutoTokenizer.from_pretrained(embedded_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, num_labels=1,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(1)
-    LlamaForSequenceClassification(cfg).to(torch.float32).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +57,10 @@ def lines(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def clean_run(tmp_path_factory, tiny_model_dir, tiny_rm, prompts_file) -> tuple[Path, Path]:
+def clean_run(tmp_path_factory, tiny_model_dir, tiny_rm_dir, prompts_file) -> tuple[Path, Path]:
     """(config, output) of an uninterrupted run."""
     tmp = tmp_path_factory.mktemp("online")
-    cfg = config(tmp / "online.yaml", tiny_model_dir, tiny_rm, prompts_file)
+    cfg = config(tmp / "online.yaml", tiny_model_dir, tiny_rm_dir, prompts_file)
     done = subprocess.run(cli(cfg, tmp / "run"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "online DPO: 2 iteration(s)" in done.stdout
@@ -95,12 +77,12 @@ def rm_score(model, tok, prompt: list[dict], completion: str) -> float:
         return float(model(input_ids=ids).logits[0, 0])
 
 
-def test_pairs_clear_the_gap_by_the_reward_model_and_the_reference_chain_holds(clean_run, tiny_rm, tiny_model_dir):
+def test_pairs_clear_the_gap_by_the_reward_model_and_the_reference_chain_holds(clean_run, tiny_rm_dir, tiny_model_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _, run = clean_run
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_rm).eval()
-    tok = AutoTokenizer.from_pretrained(tiny_rm)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_rm_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_rm_dir)
     start = dir_sha256(tiny_model_dir, WEIGHT_PATTERNS)
     for n in (1, 2):
         it = run / f"iter-{n}"
@@ -192,25 +174,40 @@ def comparable(run: Path) -> dict[str, str]:
     return out
 
 
+KILLER = """
+import os, signal, sqlite3
+from glotbench.harness.run import cache
+
+put_many = cache.RequestCache.put_many
+
+
+def killing_put_many(self, model, items):
+    put_many(self, model, items)  # committed: then the process dies, as a kill -9 would find it
+    if str(self.path) == os.environ["KILL_DB"]:
+        with sqlite3.connect(self.path) as db:
+            rows = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+        if rows >= int(os.environ["KILL_AT_ROWS"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+cache.RequestCache.put_many = killing_put_many
+"""
+
+
 def test_kill_9_in_iteration_2_generation_resumes_without_recomputing_iteration_1(clean_run, tmp_path):
     cfg, reference = clean_run
     out = tmp_path / "killed"
-    proc = subprocess.Popen(cli(cfg, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # Generations committed before iteration 2 samples: the initial and iteration 1's held-out
-    # completions and iteration 1's samples.
-    before, rows, deadline = HELD * 2 * 2 + (PROMPTS - HELD) * K, 0, time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(out / "requests.sqlite") as db:
-                rows = db.execute("SELECT count(*) FROM responses").fetchone()[0]
-        except sqlite3.Error:
-            continue
-        if rows >= before + 16:  # iteration 2's first chunk is committed
-            break
-    assert proc.poll() is None, f"finished before it could be killed: {proc.communicate()}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # The process SIGKILLs itself right after iteration 2's first chunk of 16 generations is
+    # committed (a sitecustomize on its path wraps the cache's commit): no timing involved.
+    # Committed before: the initial and iteration 1's held-out completions, iteration 1's samples.
+    before = HELD * 2 * 2 + (PROMPTS - HELD) * K
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILLER, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
+           "KILL_DB": str(out / "requests.sqlite"), "KILL_AT_ROWS": str(before + 16)}
+    killed = subprocess.run(cli(cfg, out), env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (out / "iter-2" / "samples.jsonl").exists(), "killed after iteration 2's generation"
     assert (out / "iter-1" / "training_manifest.json").is_file()
     first = snapshot(out / "iter-1")
@@ -219,18 +216,18 @@ def test_kill_9_in_iteration_2_generation_resumes_without_recomputing_iteration_
     assert "(resumed)" in done.stdout
     assert snapshot(out / "iter-1") == first, "iteration 1 was recomputed"
     counts = json.loads((out / "iter-2" / "steps.json").read_text())["sample"]["counts"]
-    assert counts["from_cache"] >= 16 and counts["generated"] + counts["from_cache"] == (PROMPTS - HELD) * K
+    assert counts["from_cache"] == 16 and counts["generated"] == (PROMPTS - HELD) * K - 16
     assert comparable(out) == comparable(reference)
     again = subprocess.run(cli(cfg, out), capture_output=True, text=True)
     assert again.returncode == 0 and "already complete" in again.stdout
 
 
-def test_seed_merge_with_the_previous_checkpoint_is_the_linear_average(tmp_path, tiny_model_dir, tiny_rm,
+def test_seed_merge_with_the_previous_checkpoint_is_the_linear_average(tmp_path, tiny_model_dir, tiny_rm_dir,
                                                                         prompts_file):
     import safetensors.torch
     import torch
 
-    cfg = config(tmp_path / "merge.yaml", tiny_model_dir, tiny_rm, prompts_file, iterations=1,
+    cfg = config(tmp_path / "merge.yaml", tiny_model_dir, tiny_rm_dir, prompts_file, iterations=1,
                  merge={"seeds": [0, 1], "previous": 0.5}, dpo={"beta": 0.1, "learning_rate": 1.0e-3, "max_steps": 1,
                                                                "batch_size": 4, "max_length": 96})
     assert main(["train", "online-dpo", str(cfg), "-o", str(tmp_path / "run"), "--no-progress"]) == 0
@@ -244,6 +241,16 @@ def test_seed_merge_with_the_previous_checkpoint_is_the_linear_average(tmp_path,
         torch.testing.assert_close(tensor, 0.25 * a[name] + 0.25 * b[name] + 0.5 * start[name], atol=1e-6, rtol=0)
     lineage = json.loads((it / "checkpoint" / "training_manifest.json").read_text())
     assert [(i["role"], i["weight"]) for i in lineage["inputs"]] == [("dpo", 0.25), ("dpo", 0.25), ("previous", 0.5)]
+    # Killed after the merge was renamed into place but before the step was recorded: the
+    # rerun keeps the merged checkpoint and finishes the iteration.
+    steps = json.loads((it / "steps.json").read_text())
+    (it / "steps.json").write_text(json.dumps({k: v for k, v in steps.items() if k not in ("merge", "evaluate")}))
+    for done in (it / "training_manifest.json", tmp_path / "run" / "training_manifest.json"):
+        done.unlink()
+    weights = file_sha256(it / "checkpoint" / "model.safetensors")
+    assert main(["train", "online-dpo", str(cfg), "-o", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert file_sha256(it / "checkpoint" / "model.safetensors") == weights
+    assert (tmp_path / "run" / "training_manifest.json").is_file()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -256,9 +263,11 @@ def test_seed_merge_with_the_previous_checkpoint_is_the_linear_average(tmp_path,
     ({"held_out": 1.5}, "held_out must be a share"),
     ({"merge": {"previous": 1.0}}, "previous must be a weight in [0, 1)"),
     ({"policy": "hf:/nonexistent/ckpt"}, "is not a checkpoint directory"),
+    ({"scorer": {"reward_model": "/nonexistent/rm"}}, "reward_model /nonexistent/rm is not a directory"),
+    ({"scorer": {}}, "must have exactly one of"),
 ])
-def test_bad_config_is_one_line_exit_2(tmp_path, tiny_model_dir, tiny_rm, prompts_file, capsys, change, message):
-    cfg = config(tmp_path / "bad.yaml", tiny_model_dir, tiny_rm, prompts_file, **change)
+def test_bad_config_is_one_line_exit_2(tmp_path, tiny_model_dir, tiny_rm_dir, prompts_file, capsys, change, message):
+    cfg = config(tmp_path / "bad.yaml", tiny_model_dir, tiny_rm_dir, prompts_file, **change)
     assert main(["train", "online-dpo", str(cfg), "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
@@ -279,6 +288,7 @@ def test_a_directory_of_another_run_is_refused_and_overwrite_starts_over(tmp_pat
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.txt").write_text("x")
-    with pytest.raises(GlotbenchError, match="not an online-DPO directory"):
-        RunDir.open(other, {"config_sha256": "a"}, overwrite=False)
+    for overwrite in (False, True):  # --overwrite never deletes a directory that is not a run's
+        with pytest.raises(GlotbenchError, match="not an online-DPO directory"):
+            RunDir.open(other, {"config_sha256": "a"}, overwrite=overwrite)
     assert (other / "x.txt").exists()

@@ -26,7 +26,7 @@ from glotbench.training.core.stage import manifest, write_manifest
 from glotbench.training.data.overlap import describe
 from glotbench.training.data.prompts import load_prompts, source_id
 from glotbench.training.online import metrics, steps
-from glotbench.training.online.config import load_config
+from glotbench.training.online.config import OnlineConfig, load_config
 from glotbench.training.online.state import RunDir, read_jsonl
 from glotbench.training.sft.train import WEIGHT_PATTERNS
 
@@ -49,15 +49,18 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
         check_accelerate_config(accelerate_config)
     prompt_set = load_prompts(cfg.prompts, cfg.path)
     train, held = split(prompt_set.prompts, cfg.held_out, cfg.seed)
+    from glotbench.training.arbitrage.scorers import build_scorer
+
+    scorer = build_scorer(cfg.scorer, cfg.path, progress=progress)  # checked before DIR is touched
+    check_inputs(out, scorer, cfg)
+    # What DIR computes: a rerun resumes only the same computation (a retrained reward model at
+    # the same path, an edited config or prompt file is a different one).
     identity = {"config_sha256": json_sha256(cfg.raw), "policy_sha256": dir_sha256(initial, WEIGHT_PATTERNS),
-                "prompts_sha256": prompt_set.sha256}
+                "prompts_sha256": prompt_set.sha256, "scorer_sha256": json_sha256(scorer.identity)}
     run = RunDir.open(out, identity, overwrite=overwrite)
     if run.finished:
         return summary(run.root, json.loads((run.root / "metrics.json").read_text()), resumed="already complete")
     resumed = any(run.root.glob("iter-*/steps.json"))
-    from glotbench.training.arbitrage.scorers import build_scorer
-
-    scorer = build_scorer(cfg.scorer, cfg.path, progress=progress)
     cache = RequestCache(run.root / "requests.sqlite")
     ctx = steps.Context(cfg, run, prompt_set.by_id(), train, held, initial, scorer, cache, progress, accelerate_config,
                         inputs=[{"role": "prompts", "path": prompt_set.source, "sha256": prompt_set.sha256,
@@ -89,6 +92,17 @@ def run_stage(config: Path, out: Path, *, overwrite: bool = False, progress: boo
                                       scorer_stats=getattr(scorer, "stats", {})))
     return "\n".join([describe(prompt_set.overlap), *(f"prompt data: {p}" for p in prompt_set.problems),
                       summary(run.root, result, resumed="resumed" if resumed else "")])
+
+
+def check_inputs(out: Path, scorer, cfg: OnlineConfig) -> None:
+    """Refuse an output directory that holds an input (``--overwrite`` would delete it)."""
+    paths = [Path(p) for p in (scorer.identity.get("path"), cfg.prompts.get("file")) if p]
+    if cfg.path is not None:
+        paths.append(cfg.path)
+    root = out.resolve()
+    for p in paths:
+        if root == p.resolve() or root in p.resolve().parents:
+            raise GlotbenchError(f"output {out} holds an input ({p})", "write to another directory")
 
 
 def iterate(ctx: steps.Context, n: int) -> dict:

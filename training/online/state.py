@@ -49,17 +49,21 @@ class RunDir:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise GlotbenchError(f"output {root} exists and is not a directory", "choose another -o")
+        if root.exists() and any(root.iterdir()) and not (root / RUN).is_file():
+            raise GlotbenchError(f"output {root} exists and is not an online-DPO directory (no {RUN})",
+                                 "choose another -o (--overwrite replaces only an online-DPO directory)")
         if root.exists() and overwrite:
             shutil.rmtree(root)
         if root.exists() and any(root.iterdir()):
             try:
                 found = json.loads((root / RUN).read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                raise GlotbenchError(f"output {root} exists and is not an online-DPO directory (no readable {RUN})",
-                                     "choose another -o, or pass --overwrite to replace it") from None
+                raise GlotbenchError(f"output {root}: {RUN} is unreadable",
+                                     "choose another -o, or pass --overwrite to start again") from None
             if found != identity:
                 diff = sorted(k for k in set(found) | set(identity) if found.get(k) != identity.get(k))
-                raise GlotbenchError(f"output {root} holds an online-DPO run of another {', '.join(diff)}",
+                raise GlotbenchError(f"output {root} holds an online-DPO run of another {', '.join(diff)} "
+                                     "(config, starting policy, prompts or scorer changed)",
                                      "choose another -o, or pass --overwrite to start again")
             return cls(root, identity)
         if not root.parent.is_dir():

@@ -94,7 +94,8 @@ def pairs(ctx: Context, n: int) -> dict:
               "small_gap": len(found) - len(kept), "min_gap": ctx.cfg.min_gap}
     if not kept:
         raise GlotbenchError(f"iteration {n}: no preference pair is left of {counts['prompts']} prompts ({counts})",
-                             "raise samples_per_prompt or sampling.temperature, or lower min_gap")
+                             "raise samples_per_prompt or sampling.temperature, or lower min_gap, and rerun "
+                             "with --overwrite (a changed config does not resume)")
     write_jsonl_atomic(ctx.run.iteration(n) / "pairs.jsonl", list(outputs.pair_rows(ctx.prompts, kept)))
     return {"seconds": {"pairs": time.perf_counter() - t0}, "counts": counts}
 
