@@ -59,6 +59,12 @@ def test_real_instructions_are_in_their_language(lang):
         assert v.ok and v.probability_language >= 0.25 and v.script_share >= 0.5, (lang, i, v)
 
 
+def test_a_short_hindi_sentence_counts_its_vowel_signs():
+    # 10 words: the vowel signs are marks, not letters, yet carry the syllables.
+    assert check("यह हिंदी में एक उत्तर है जो काफी लंबा है।", "hi").ok
+    assert check("This is an answer in English that is long enough.", "hi").reason == "wrong_script"
+
+
 @pytest.mark.parametrize("text_lang, target, reason", [
     ("en", "de", "wrong_language"),   # same script: only language ID tells them apart
     ("fr", "es", "wrong_language"),
@@ -251,6 +257,7 @@ def test_real_parallel_prompts_with_the_embedded_model(tmp_path, isolated_cache,
         assert c["kept"] + sum(v for k, v in c.items() if k.startswith("dropped_")) == 3
         assert c["kept"] == sum(p["language"] == lang for p in pairs) and f"{lang}: 3 units, {c['kept']} kept" in summary
     assert len(pairs) + len(dropped) == 6
+    assert pairs, "the embedded model's greedy answers kept no pair (measured: de 3/3, zh 2/3)"
     for p in pairs:  # recomputed independently: every kept chosen completion is in its language
         assert check(p["chosen"][0]["content"], p["language"]).ok
         assert p["rejected_pivot"] == json.loads(ANNOTATIONS.read_text())[int(p["source_id"].split("-")[1])]["output_2"]

@@ -11,7 +11,7 @@ weak: {name: alpaca-7b, published: ../shared/data/alpaca_eval_2/annotations/alpa
 translator: {name: smollm2-mt, model: embedded, max_new_tokens: 160}  # pivot → L
 translation_prompt: "Translate the following text into {language}. ...\\n\\n{text}"
 language_check: {min_letters: 20, script_share: 0.5, drop_rejected: false}
-seed: 0
+batch_size: 8                   # also device, dtype; sampling seeds are the teachers' own (seed: in each)
 ```
 
 ``strong``, ``weak`` and ``translator`` are teacher entries as in the arbitrage config
@@ -34,7 +34,7 @@ from glotbench.training.core.config import ConfigError, check_keys, load_yaml, t
 from glotbench.training.translate.language import checkable
 
 TOP_KEYS = ("prompts", "languages", "pivot", "translate_prompts", "strong", "weak", "translator",
-            "translation_prompt", "language_names", "language_check", "seed", "batch_size", "device", "dtype")
+            "translation_prompt", "language_names", "language_check", "batch_size", "device", "dtype")
 CHECK_KEYS = ("min_letters", "script_share", "drop_rejected")
 DEFAULT_TRANSLATION_PROMPT = (
     "Translate the following text into {language}. Keep its meaning, formatting, code and names. "
@@ -63,7 +63,6 @@ class TranslatedPairsConfig:
     translation_prompt: str
     language_names: dict[str, str]
     check: LanguageCheck
-    seed: int
     batch_size: int
     device: str
     dtype: str
@@ -100,7 +99,7 @@ def parse_config(raw: Any, path: Path | None = None) -> TranslatedPairsConfig:
     template = typed(raw, "translation_prompt", str, where, DEFAULT_TRANSLATION_PROMPT)
     try:
         probe = template.format(language="\0L", text="\0T")
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{where}: translation_prompt is not a template with {{language}} and {{text}} ({exc!r})",
                           "write braces that are not placeholders as {{ and }}") from None
     if "\0L" not in probe or "\0T" not in probe:
@@ -120,7 +119,7 @@ def parse_config(raw: Any, path: Path | None = None) -> TranslatedPairsConfig:
         prompts=raw["prompts"], languages=tuple(languages), pivot=pivot,
         translate_prompts=typed(raw, "translate_prompts", bool, where, False), **models,
         translation_prompt=template, language_names=names, check=_check(raw.get("language_check", {}), where),
-        seed=typed(raw, "seed", int, where, 0), batch_size=typed(raw, "batch_size", int, where, 8),
+        batch_size=typed(raw, "batch_size", int, where, 8),
         device=typed(raw, "device", str, where, "auto"), dtype=typed(raw, "dtype", str, where, "auto"),
         raw=raw, path=path)
 

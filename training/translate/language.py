@@ -120,7 +120,9 @@ def letter_script_share(text: str, script_codes: tuple[str, ...]) -> tuple[int, 
     """(letters, with a Han/kana/Hangul character counted as 3; share of the letters, by
     count, whose Unicode name starts with a prefix of the scripts)."""
     prefixes = tuple(p for s in script_codes for p in SCRIPT_NAMES.get(s, ()))
-    names = [unicodedata.name(c, "") for c in text if c.isalpha()]
+    # Vowel signs and viramas (Devanagari, Bengali, …) are marks, not letters, yet they carry a
+    # syllable: counted as letters, or a Hindi sentence is "too short" where English is not.
+    names = [unicodedata.name(c, "") for c in text if c.isalpha() or unicodedata.category(c) in ("Mn", "Mc")]
     if not names:
         return 0, None
     inside = sum(n.startswith(prefixes) for n in names)
