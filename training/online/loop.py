@@ -140,12 +140,12 @@ def summary(root: Path, m: dict, *, resumed: str) -> str:
     lines = [f"online DPO{f' ({resumed})' if resumed else ''}: {len(m['iterations'])} iteration(s) → {root}"]
     for it in m["iterations"]:
         b, a = it["held_out"]["before"], it["held_out"]["after"]
-        ci = a["reward"]["ci95"]
+        ci, sources = a["reward"]["ci95"], a["reward"].get("clusters")
         lines.append(
             f"  iter {it['iteration']}: β {it['beta']:g}, {it['pairs']['kept']} pairs of {it['pairs']['prompts']} prompts "
             f"({it['pairs']['tie']} ties, {it['pairs']['small_gap']} below min_gap); held-out reward "
             f"{v(b['reward']['value'])} → {v(a['reward']['value'])}"
-            f"{f' [{ci[0]:.3f}, {ci[1]:.3f}]' if ci else ''}, length {v(b['length_tokens']['value'], '.1f')} → "
+            f"{f' [{ci[0]:.3f}, {ci[1]:.3f}] ({sources} held-out sources)' if ci else ''}, length {v(b['length_tokens']['value'], '.1f')} → "
             f"{v(a['length_tokens']['value'], '.1f')} tokens, KL to initial {v(a['kl_to_initial']['value'])}, "
             f"win-rate vs initial {v(it['win_rate']['vs_initial']['value'])}")
     last = m["iterations"][-1] if m["iterations"] else None
