@@ -21,6 +21,7 @@ JUDGE_EXAMPLES = """examples:
       --judge-base-url http://localhost:8000/v1 --concurrency 64
   glotbench judge --a results/a --b results/b results/c --rpm 500 --tpm 300000
   glotbench judge --a results/a --b results/b --judge embedded --limit 5   # offline smoke test
+  glotbench judge --a results/a --b results/b --judge rm:results/rm-alpacaeval   # a reward model as judge
 """
 
 

@@ -19,7 +19,9 @@ def register(sub) -> None:
                    help="run directory of model B (several: each against A, plus Bradley-Terry strengths)")
     j.add_argument("--judge", default=None,
                    help="openai:<model> (default openai:gpt-4o-2024-08-06, key from OPENAI_API_KEY), "
-                        "embedded (offline, SmolLM2: exercises the path, useless as a judge) or hf:<dir>")
+                        "embedded (offline, SmolLM2: exercises the path, useless as a judge), hf:<dir>, or "
+                        "rm:<dir> (a scalar reward model, e.g. from glotbench train reward: each completion "
+                        "scored once, the higher score wins)")
     j.add_argument("--judge-base-url", default=None, metavar="URL",
                    help="an OpenAI-compatible server for openai:<model> (e.g. http://localhost:8000/v1 "
                         "from vllm serve)")
@@ -46,6 +48,12 @@ def register(sub) -> None:
     j.add_argument("--max-cost", type=float, default=None, metavar="USD",
                    help="consent to spend up to USD (estimated) and stop once the requests sent would "
                         "exceed it; finished judgments stay cached, so rerunning resumes")
+    j.add_argument("--rm-tie-margin", type=float, default=0.0, metavar="X",
+                   help="rm:<dir> judges: a pair whose scores differ by at most X is a tie (default 0: "
+                        "a tie only on equal scores)")
+    j.add_argument("--rm-max-length", type=int, default=None, metavar="TOKENS",
+                   help="rm:<dir> judges: tokens scored per answer (default: the RM's trained max_length, "
+                        "else all)")
     j.add_argument("--seed", type=int, default=1234, help="seed of the bootstrap CIs")
     j.add_argument("--output", default=None, help="output directory (default: results/judge-A-vs-B-<time>)")
     j.add_argument("--results-dir", default="results")
@@ -80,7 +88,8 @@ def run(args) -> int:
         langs=names_list(args.langs) and tuple(names_list(args.langs)), limit=args.limit,
         max_tokens=args.judge_max_tokens, concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm,
         timeout=args.timeout, attempts=args.attempts, parse_attempts=args.parse_attempts, price=price,
-        seed=args.seed, output=args.output, results_dir=args.results_dir, device=args.device)
+        seed=args.seed, output=args.output, results_dir=args.results_dir, device=args.device,
+        rm_tie_margin=args.rm_tie_margin, rm_max_length=args.rm_max_length)
     spending = Spending(yes=args.yes, max_cost=args.max_cost,
                         interactive=sys.stdin is not None and sys.stdin.isatty())
     meta, items, prompt = plan(cfg)

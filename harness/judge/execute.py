@@ -18,11 +18,12 @@ from pathlib import Path
 from glotbench import harness
 from glotbench.harness.core.naming import timestamped
 from glotbench.harness.core.progress import progress_bar
-from glotbench.harness.judge.config import JUDGE_FILE, JudgeConfig
+from glotbench.harness.judge.config import JUDGE_FILE, JudgeConfig, reward_model_dir
 from glotbench.harness.judge.engine import Engine
 from glotbench.harness.judge.judges import make_judge
 from glotbench.harness.judge.pairing import Item
 from glotbench.harness.judge.prompt import JudgePrompt
+from glotbench.harness.judge.rm import judge_with_reward_model
 from glotbench.harness.judge.spend import Spending, estimate, preflight
 from glotbench.harness.judge.winrate import (
     BradleyTerryError,
@@ -44,6 +45,15 @@ def execute(cfg: JudgeConfig, meta: dict, items: list[Item], prompt: JudgePrompt
     started = time.time()
     if cfg.output:
         check_new(Path(cfg.output))  # before a judge model loads or anything is estimated
+    if reward_model_dir(cfg.judge) is not None:  # a scalar reward model: no requests, no spending
+        cache = RequestCache(Path(cfg.cache_path) if cfg.cache_path else None)
+        try:
+            records, usage, judge = judge_with_reward_model(cfg, items, cache)
+            writer = RunWriter(output_dir(cfg, meta))
+            return write_judging(writer, cfg, meta, items, records, usage,
+                                 _provenance(cfg, meta, judge, None, started))
+        finally:
+            cache.close()
     spending = spending or Spending()
     client = make_judge(cfg)
     cache = RequestCache(Path(cfg.cache_path) if cfg.cache_path else None)
@@ -56,17 +66,14 @@ def execute(cfg: JudgeConfig, meta: dict, items: list[Item], prompt: JudgePrompt
         except BaseException:
             asyncio.run(client.close())  # nothing was sent; the engine closes it otherwise
             raise
-        names = list(meta["names"])
-        default = timestamped(f"judge-{names[0]}-vs-{'+'.join(names[1:])}"[:120], keep="-_+.")
-        writer = RunWriter(Path(cfg.output or Path(cfg.results_dir) / default))
+        writer = RunWriter(output_dir(cfg, meta))
         try:
             engine.bar = progress_bar(len(items), "judgments", "judgment", progress)
             records = asyncio.run(engine.run(items))
             engine.bar.close()
-            out = _summary(cfg, meta, items, records)
             price = client.price
             sent, reused = client.usage, engine.usage
-            out["usage"] = {
+            usage = {
                 "requests_sent": sent.requests, "replies": sent.replies, "from_cache": reused.from_cache,
                 "retries": dict(sent.retries),
                 "prompt_tokens": sent.prompt_tokens, "completion_tokens": sent.completion_tokens,
@@ -77,24 +84,44 @@ def execute(cfg: JudgeConfig, meta: dict, items: list[Item], prompt: JudgePrompt
                 "price_usd_per_million": list(price) if price else None,
                 "estimate": est.as_dict(), "max_cost_usd": spending.max_cost,
             }
-            out["provenance"] = {
-                "glotbench_version": harness.__version__,
-                "runs": meta["runs"],
-                "judge": {"spec": cfg.judge, **client.describe(), "temperature": cfg.temperature,
-                          "max_tokens": cfg.max_tokens, "parse_attempts": cfg.parse_attempts},
-                "prompt": {"name": prompt.name, "version": prompt.version, "sha256": prompt.sha256,
-                           "source": prompt.source},
-                "seed": cfg.seed,
-                "timings_s": {"total": round(time.time() - started, 3)},
-            }
-            for (pair, task, lang), rows in _grouped(items, records).items():
-                writer.write_records(f"judgments/{pair[0]}__vs__{pair[1]}/{task}/{lang}.jsonl", [r for _, r in rows])
-            return writer.finish(out, JUDGE_FILE)
+            judge = {"spec": cfg.judge, **client.describe(), "temperature": cfg.temperature,
+                     "max_tokens": cfg.max_tokens, "parse_attempts": cfg.parse_attempts}
+            described = {"name": prompt.name, "version": prompt.version, "sha256": prompt.sha256,
+                         "source": prompt.source}
+            return write_judging(writer, cfg, meta, items, records, usage,
+                                 _provenance(cfg, meta, judge, described, started))
         except BaseException:
             writer.abort()
             raise
     finally:
         cache.close()
+
+
+def output_dir(cfg: JudgeConfig, meta: dict) -> Path:
+    """``--output``, else ``<results dir>/judge-A-vs-B-<time>``."""
+    names = list(meta["names"])
+    default = timestamped(f"judge-{names[0]}-vs-{'+'.join(names[1:])}"[:120], keep="-_+.")
+    return Path(cfg.output or Path(cfg.results_dir) / default)
+
+
+def write_judging(writer: RunWriter, cfg: JudgeConfig, meta: dict, items: list[Item], records: list[dict],
+                  usage: dict, provenance: dict) -> Path:
+    """judge.json (summary, usage, provenance) and every judgment file, atomically; the path."""
+    try:
+        out = _summary(cfg, meta, items, records)
+        out["usage"], out["provenance"] = usage, provenance
+        for (pair, task, lang), rows in _grouped(items, records).items():
+            writer.write_records(f"judgments/{pair[0]}__vs__{pair[1]}/{task}/{lang}.jsonl", [r for _, r in rows])
+        return writer.finish(out, JUDGE_FILE)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _provenance(cfg: JudgeConfig, meta: dict, judge: dict, prompt: dict | None, started: float) -> dict:
+    """The judge, its prompt (None for a reward model, which reads no prompt) and the judged runs."""
+    return {"glotbench_version": harness.__version__, "runs": meta["runs"], "judge": judge, "prompt": prompt,
+            "seed": cfg.seed, "timings_s": {"total": round(time.time() - started, 3)}}
 
 
 def _grouped(items: list[Item], records: list[dict]) -> dict[tuple, list[tuple[Item, dict]]]:

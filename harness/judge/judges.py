@@ -114,4 +114,5 @@ def make_judge(cfg: JudgeConfig) -> OpenAIClient | LocalJudge:
         return OpenAIClient(target, base_url=cfg.base_url, timeout=cfg.timeout, concurrency=cfg.concurrency,
                             rpm=cfg.rpm, tpm=cfg.tpm, attempts=cfg.attempts, price=cfg.price, hints=JUDGE_HINTS)
     raise GlotbenchError(f"cannot read judge spec {spec!r}",
-                         f"use openai:<model> (default {DEFAULT_JUDGE}), embedded, or hf:<model dir>")
+                         f"use openai:<model> (default {DEFAULT_JUDGE}), embedded, hf:<model dir> or "
+                         "rm:<reward model dir>")

@@ -3,8 +3,10 @@ surfaces before a single request is sent.
 
 Run A and each run B must hold the same judged tasks, languages and prompts (``prompt_id`` and
 instruction text equal). Every prompt is judged in both orders (model A shown first, then
-model B first) so that position bias cancels; identical completions are a tie without a
-judge call (as AlpacaEval does), recorded as ``identical``."""
+model B first) so that position bias cancels — except by a scalar reward model
+(``rm:<dir>``), whose score has no position: one item per prompt, order ``ab``
+(:mod:`glotbench.harness.judge.rm`). Identical completions are a tie without a judge call
+(as AlpacaEval does), recorded as ``identical``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.records import ChatMessage
-from glotbench.harness.judge.config import JudgeConfig
+from glotbench.harness.judge.config import JudgeConfig, check_options, reward_model_dir
 from glotbench.harness.judge.prompt import JudgePrompt, load_prompt
 from glotbench.harness.store.schema import RunRecord
 from glotbench.harness.taskapi.registry import get_task
@@ -31,6 +33,10 @@ class Item:
     """``ab``: model A shown as Answer (A); ``ba``: model B shown first."""
     messages: tuple[ChatMessage, ...] | None
     """None when both completions are identical (a tie without a judge call)."""
+    instruction: str = ""
+    """The prompt both models answered (what a reward-model judge scores the answers against)."""
+    answers: tuple[str, str] = ("", "")
+    """Model A's and model B's completions, stripped, whatever the order."""
 
 
 def plan(cfg: JudgeConfig) -> tuple[dict, list[Item], JudgePrompt]:
@@ -45,6 +51,8 @@ def plan(cfg: JudgeConfig) -> tuple[dict, list[Item], JudgePrompt]:
     for name, value in (("--rpm", cfg.rpm), ("--tpm", cfg.tpm), ("--timeout", cfg.timeout)):
         if value is not None and value <= 0:
             raise GlotbenchError(f"{name} must be > 0, got {value}")
+    check_options(cfg)
+    orders = ("ab",) if reward_model_dir(cfg.judge) is not None else ("ab", "ba")
     prompt = load_prompt(cfg.prompt)
     paths = [Path(cfg.run_a), *map(Path, cfg.runs_b)]
     if len({p.resolve() for p in paths}) < len(paths):
@@ -62,7 +70,7 @@ def plan(cfg: JudgeConfig) -> tuple[dict, list[Item], JudgePrompt]:
             if lang not in units[task]:
                 units[task].append(lang)
             items += _items((names[a], names[b]), task, lang, runs[a][task][lang], runs[b][task][lang],
-                            prompt, cfg.limit)
+                            prompt, cfg.limit, orders)
     meta = {"names": {names[p]: str(p) for p in paths}, "units": units,
             "runs": {names[p]: _run_info(records[p]) for p in paths}}
     return meta, items, prompt
@@ -119,7 +127,7 @@ def _select(ra: dict, rb: dict, na: str, nb: str, cfg: JudgeConfig) -> list[tupl
 
 
 def _items(pair: tuple[str, str], task: str, lang: str, recs_a: list[dict], recs_b: list[dict],
-           prompt: JudgePrompt, limit: int | None) -> list[Item]:
+           prompt: JudgePrompt, limit: int | None, orders: tuple[str, ...]) -> list[Item]:
     by_a = {r["prompt_id"]: r for r in recs_a}
     by_b = {r["prompt_id"]: r for r in recs_b}
     if set(by_a) != set(by_b):
@@ -137,8 +145,10 @@ def _items(pair: tuple[str, str], task: str, lang: str, recs_a: list[dict], recs
                                  "generate both runs from the same data (check data_sha256 in run.json)")
         ans_a, ans_b = rec["response"].strip(), other["response"].strip()
         for order, (first, second) in (("ab", (ans_a, ans_b)), ("ba", (ans_b, ans_a))):
+            if order not in orders:
+                continue
             messages = None if ans_a == ans_b else prompt.render(rec["instruction"], first, second, language)
-            items.append(Item(pair, task, lang, pid, order, messages))
+            items.append(Item(pair, task, lang, pid, order, messages, rec["instruction"], (ans_a, ans_b)))
     return items
 
 

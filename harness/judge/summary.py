@@ -31,6 +31,12 @@ def format_summary(out: dict) -> str:
     lines.append(f"judgments: {c.get('judgments', 0)} ({c.get('invalid', 0)} invalid verdicts, "
                  f"{c.get('api_errors', 0)} API errors, {c.get('identical', 0)} identical answers, "
                  f"{c.get('reasked', 0)} re-asked)")
+    rm = u.get("reward_model")
+    if rm is not None:  # a scalar reward model judged: no requests, no tokens, no cost
+        lines.append(f"reward model: {rm['completions']} distinct completions, {rm['computed']} scored now, "
+                     f"{rm['cached']} from cache ({rm['non_finite']} non-finite, {rm['unscorable']} unscorable, "
+                     f"{rm['truncated']} truncated); tie margin {out['config'].get('rm_tie_margin')}")
+        return "\n".join(lines)
     retries = ", ".join(f"{k} {v}" for k, v in sorted(u["retries"].items())) or "none"
     cost = f"${u['cost_usd']:.4f}" if u["cost_usd"] is not None else "unknown (pass --judge-price)"
     lines.append(f"judge requests: {u['requests_sent']} sent, {u['from_cache']} from cache; retries: {retries}; "
