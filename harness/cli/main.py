@@ -25,6 +25,7 @@ from glotbench.harness.cli import (
     import_answers,
     judge,
     merge,
+    recipe,
     report,
     run,
     table,
@@ -34,7 +35,7 @@ from glotbench.harness.cli import tasks as tasks_verb
 from glotbench.harness.core.errors import GlotbenchError, first_line
 
 # The verbs in the order ``glotbench --help`` lists them; each module has register() and run().
-VERBS = (run, compare, judge, import_answers, table, report, gate, merge, train, tasks_verb)
+VERBS = (run, compare, judge, import_answers, table, report, gate, merge, train, recipe, tasks_verb)
 
 EXIT_OS_ERROR = 74  # EX_IOERR of sysexits.h; 1 stays the gate's "regression"
 EXIT_INTERNAL = 70
@@ -43,7 +44,7 @@ EXIT_TERMINATED = 143
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 DEBUG_HELP = "show the full traceback of an error"
 # Verbs whose answers go to a request cache as they come: rerunning one resumes it.
-RESUMABLE = ("run", "judge", "train")
+RESUMABLE = ("run", "judge", "train", "recipe")
 
 
 def build_parser() -> argparse.ArgumentParser:

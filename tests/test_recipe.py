@@ -1,0 +1,244 @@
+"""The recipe (glotbench recipe run|status, training/recipe/): every validation refusal is one
+line, exit 2, nothing written; a two-stage recipe (SFT → DPO on a tiny random Llama) runs,
+reruns without work, reruns exactly what an edit changed, and resumes after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from glotbench.harness.cli.main import main
+
+WORDS = ("casa", "perro", "libro", "mesa", "agua", "cielo", "verde", "rojo")
+
+
+def jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def data(directory: Path) -> None:
+    """sft.jsonl (chat rows) and pairs.jsonl (a preference for the same answer) beside the recipe."""
+    asks = [f"{WORDS[i % 8]} {WORDS[(3 * i) % 8]} {i}?" for i in range(24)]
+    jsonl(directory / "sft.jsonl", [{"prompt_id": f"p{i}", "language": "es",
+                                     "messages": [{"role": "user", "content": q},
+                                                  {"role": "assistant", "content": "ok ok ok"}]}
+                                    for i, q in enumerate(asks)])
+    jsonl(directory / "pairs.jsonl", [{"prompt_id": f"p{i}/es", "language": "es",
+                                       "prompt": [{"role": "user", "content": q}],
+                                       "chosen": [{"role": "assistant", "content": "ok ok ok"}],
+                                       "rejected": [{"role": "assistant", "content": WORDS[i % 8]}],
+                                       "score_chosen": 1.0, "score_rejected": 0.0} for i, q in enumerate(asks)])
+
+
+def two_stage(model: Path, sft: dict | None = None, dpo: dict | None = None) -> dict:
+    small = {"max_steps": 2, "batch_size": 4, "max_length": 64, "seed": 0}
+    return {"stages": {
+        "sft": {"train": "sft", "config": {"model": f"hf:{model}", "data": {"file": "sft.jsonl"},
+                                           "learning_rate": 1e-3, **small, **(sft or {})}},
+        "dpo": {"train": "dpo", "config": {"policy": {"from": "sft"}, "data": {"file": "pairs.jsonl"},
+                                           "learning_rate": 1e-3, "beta": 0.1, **small, **(dpo or {})}}}}
+
+
+def write_recipe(directory: Path, recipe: dict) -> Path:
+    path = directory / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def outputs(root: Path) -> dict[str, float]:
+    """Stage output directory → its manifest's mtime (a rerun stage writes a new one)."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/training_manifest.json")}
+
+
+def run(recipe: Path, root: Path, capsys) -> str:
+    assert main(["recipe", "run", str(recipe), "-o", str(root), "--no-progress"]) == 0
+    return capsys.readouterr().out
+
+
+# --- validation: one line, exit 2, nothing written ------------------------------------------
+
+ARB = {"train": "arbitrage", "config": {}}
+RM = {"train": "reward", "config": {}}
+
+
+def dpo_on(policy, **extra) -> dict:
+    return {"train": "dpo", "config": {"policy": policy, "data": {"file": "pairs.jsonl"}, **extra}}
+
+
+REFUSALS = {
+    "unknown-top-key": ({"stagse": {}}, "unknown key 'stagse' (did you mean 'stages'?)"),
+    "unknown-stage-key": ({"stages": {"a": {"train": "sft", "confg": {}}}}, "did you mean 'config'?"),
+    "unknown-kind": ({"stages": {"a": {"train": "sfft", "config": {}}}}, "unknown stage kind 'sfft' (did you mean 'sft'?)"),
+    "train-and-merge": ({"stages": {"a": {"train": "sft", "merge": {}}}}, "exactly one of train: KIND or merge"),
+    "unknown-reference": ({"stages": {"sft": ARB, "b": dpo_on({"from": "stf"})}}, "names no stage (did you mean 'sft'?)"),
+    "cycle": ({"stages": {"a": dpo_on({"from": "b"}), "b": dpo_on({"from": "a"})}}, "cycle: a → b → a"),
+    "data-as-checkpoint": ({"stages": {"arb": ARB, "b": dpo_on({"from": "arb"})}},
+                           "stage arb (arbitrage) outputs data files, not a checkpoint"),
+    "reward-model-as-policy": ({"stages": {"rm": RM, "b": dpo_on({"from": "rm"})}},
+                               "policy takes a policy checkpoint, but stage rm (reward) outputs a reward model"),
+    "checkpoint-as-file": ({"stages": {"s": dpo_on("embedded"), "b": {"train": "dpo", "config": {
+        "policy": "embedded", "data": {"file": {"from": "s"}}}}}}, "file takes a data file, but stage s (dpo)"),
+    "unknown-file": ({"stages": {"arb": ARB, "b": {"train": "dpo", "config": {
+        "policy": "embedded", "data": {"file": {"from": "arb", "file": "pairs.json"}}}}}},
+                     "writes no file 'pairs.json' (did you mean 'pairs.jsonl'?)"),
+    "bad-reference-keys": ({"stages": {"arb": ARB, "b": dpo_on({"from": "arb", "fle": "x"})}},
+                           "unknown key 'fle' (did you mean 'file'?)"),
+    "stage-config-parser": ({"stages": {"b": dpo_on("embedded", betta=0.2)}},
+                            "stage b (dpo): DPO config (stage b): unknown key 'betta' (did you mean 'beta'?)"),
+    "accelerate-on-arbitrage": ({"stages": {"a": {**ARB, "accelerate_config": "x.yaml"}}},
+                                "arbitrage stages do not launch training ranks"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_a_bad_recipe_is_refused_in_one_line_before_anything_is_written(case, tmp_path, capsys):
+    recipe, message = REFUSALS[case]
+    data(tmp_path)
+    out = tmp_path / "out"
+    assert main(["recipe", "run", str(write_recipe(tmp_path, recipe)), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("glotbench: error:") and message in err, err
+    assert "glotbench-recipe-" not in err, "names the temporary file instead of the stage"
+    assert not out.exists()
+
+
+def test_a_directory_that_is_not_a_recipe_run_is_refused(tmp_path, tiny_model_dir, capsys):
+    data(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "precious.txt").write_text("x")
+    assert main(["recipe", "run", str(write_recipe(tmp_path, two_stage(tiny_model_dir))), "-o",
+                 str(tmp_path / "out")]) == 2
+    assert "not a recipe directory" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["precious.txt"]
+
+
+# --- running ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, tiny_model_dir):
+    """One two-stage run (in process): the recipe's directory, its output and the stage dirs."""
+    base = tmp_path_factory.mktemp("recipe")
+    data(base)
+    recipe = write_recipe(base, two_stage(tiny_model_dir))
+    assert main(["recipe", "run", str(recipe), "-o", str(base / "out"), "--no-progress"]) == 0
+    return base, recipe, base / "out"
+
+
+def copy(first_run, tmp_path) -> tuple[Path, Path]:
+    base, _, out = first_run
+    for name in ("sft.jsonl", "pairs.jsonl"):
+        shutil.copy2(base / name, tmp_path / name)
+    shutil.copytree(out, tmp_path / "out", copy_function=shutil.copy2)
+    record = json.loads((tmp_path / "out" / "recipe.json").read_text())  # status reads the recipe it names
+    (tmp_path / "out" / "recipe.json").write_text(json.dumps({**record, "recipe": str(tmp_path / "recipe.yaml")}))
+    return tmp_path, tmp_path / "out"
+
+
+def test_two_stages_run_in_order_with_manifests_lineage_and_a_record(first_run):
+    _, recipe, out = first_run
+    record = json.loads((out / "recipe.json").read_text())
+    assert record["order"] == ["sft", "dpo"] and record["stages"]["dpo"]["after"] == ["sft"]
+    sft, dpo = (Path(record["stages"][s]["output"]) for s in ("sft", "dpo"))
+    assert sft.name == f"sft-{record['stages']['sft']['sha256'][:12]}"
+    for s in ("sft", "dpo"):
+        entry = record["stages"][s]
+        assert entry["state"] == "done" and entry["seconds"] > 0 and entry["headline"], entry
+    man = json.loads((dpo / "training_manifest.json").read_text())
+    assert any(str(sft) in json.dumps(i) for i in man["inputs"]), "DPO did not start from the SFT output"
+    ran = yaml.safe_load((out / ".configs" / f"{dpo.name}.yaml").read_text())
+    assert ran["policy"] == f"hf:{sft}" and ran["data"]["file"] == str(recipe.parent / "pairs.jsonl")
+
+
+def test_a_second_run_does_no_work_and_status_says_done(first_run, tmp_path, capsys):
+    base, out = copy(first_run, tmp_path)
+    before = outputs(out)
+    started = time.perf_counter()
+    printed = run(write_recipe(base, yaml.safe_load(first_run[1].read_text())), out, capsys)
+    assert time.perf_counter() - started < 10
+    assert printed.count("skipped") == 2 and outputs(out) == before
+    assert main(["recipe", "status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert "2/2 stages done" in status and status.count(" done ") == 2, status
+
+
+def test_editing_the_downstream_stage_reruns_only_it(first_run, tmp_path, tiny_model_dir, capsys):
+    base, out = copy(first_run, tmp_path)
+    before = outputs(out)
+    recipe = write_recipe(base, two_stage(tiny_model_dir, dpo={"beta": 0.2}))
+    assert main(["recipe", "status", str(out)]) == 0
+    assert "stale" in capsys.readouterr().out.split("\n")[2]  # dpo's line: the edit is seen before running
+    printed = run(recipe, out, capsys)
+    after = outputs(out)
+    sft = next(n for n in before if n.startswith("sft-"))
+    assert after[sft] == before[sft] and "sft: done" in printed
+    assert len(after) == 2 and set(after) - set(before), "DPO got a new output; the old one is pruned"
+
+
+def test_editing_the_upstream_stage_reruns_both(first_run, tmp_path, tiny_model_dir, capsys):
+    base, out = copy(first_run, tmp_path)
+    before = outputs(out)
+    run(write_recipe(base, two_stage(tiny_model_dir, sft={"learning_rate": 2e-3})), out, capsys)
+    assert not set(outputs(out)) & set(before) and len(outputs(out)) == 2
+
+
+def test_an_edited_input_file_reruns_its_stage(first_run, tmp_path, capsys):
+    base, out = copy(first_run, tmp_path)
+    before = outputs(out)
+    with open(base / "pairs.jsonl", "a", encoding="utf-8") as f:
+        f.write((base / "pairs.jsonl").read_text().splitlines()[0] + "\n")
+    run(write_recipe(base, yaml.safe_load(first_run[1].read_text())), out, capsys)
+    after = outputs(out)
+    assert [n for n in after if n.startswith("sft-")] == [n for n in before if n.startswith("sft-")]
+    assert set(after) != set(before)
+
+
+KILLER = """
+import os, signal
+from glotbench.training.core import stage
+
+write_manifest = stage.write_manifest
+
+
+def killing_write_manifest(directory, data):
+    if data.get("stage") == os.environ["KILL_STAGE"]:  # trained, not yet published: as a kill -9 finds it
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write_manifest(directory, data)
+
+
+stage.write_manifest = killing_write_manifest
+"""
+
+
+def test_kill_9_in_the_second_stage_then_rerun_skips_the_first(tmp_path, tiny_model_dir):
+    data(tmp_path)
+    recipe, out = write_recipe(tmp_path, two_stage(tiny_model_dir, dpo={"beta": 0.3})), tmp_path / "out"
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILLER, encoding="utf-8")
+    cmd = [sys.executable, "-m", "glotbench.harness.cli.main", "recipe", "run", str(recipe), "-o", str(out),
+           "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
+           "KILL_STAGE": "dpo"}
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    sft = outputs(out)
+    assert len(sft) == 1 and next(iter(sft)).startswith("sft-"), "only SFT finished"
+    assert json.loads((out / "recipe.json").read_text())["stages"]["dpo"]["state"] == "running"
+    status = subprocess.run([*cmd[:4], "status", str(out)], capture_output=True, text=True)
+    assert "pending (interrupted)" in status.stdout, status.stdout + status.stderr
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "sft: done" in done.stdout and "skipped" in done.stdout
+    after = outputs(out)
+    assert {k: v for k, v in after.items() if k.startswith("sft-")} == sft, "SFT was rerun"
+    assert len(after) == 2 and not list(out.glob(".dpo-*.partial-*")), "DPO finished and its partial is gone"

@@ -1,0 +1,161 @@
+"""``glotbench recipe run RECIPE -o DIR``: the recipe's stages in dependency order, each one
+skipped when its content-addressed output is already finished.
+
+```
+DIR/recipe.json              the graph and each stage's state, hash, output, seconds, headline
+DIR/.configs/<stage>-<h>.yaml   the config each stage ran with (references made concrete)
+DIR/<stage>-<hash12>/        the stage's output, with its manifest (written last by the stage)
+```
+
+A finished output (manifest present) is never recomputed; a stage whose hash changed gets a
+new directory, the superseded one is removed once the new one is finished. A killed run
+resumes: finished stages are skipped, the interrupted one starts again (online DPO, whose
+directory is reused under the same hash, resumes inside itself; arbitrage and
+translated-pairs find their generations in the request cache).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.core.hashing import file_sha256, write_json_atomic
+from glotbench.training.recipe.resolve import (
+    Planned,
+    checkpoint,
+    finished,
+    plan,
+    render,
+    validate,
+    write_config,
+)
+from glotbench.training.recipe.schema import KINDS, Recipe, load_recipe
+
+RECORD = "recipe.json"
+FORMAT = "glotbench-recipe/1"
+RESUMES_IN_PLACE = ("online-dpo",)
+# A headline per kind: the first match in the stage's summary (online DPO: its last iteration).
+NUM = r"-?[\d.]+(?:e-?\d+)?"
+HEADLINES = (rf"held-out pairwise accuracy {NUM} \[[^\]]*\]", rf"held-out log-prob margin {NUM} → {NUM}",
+             rf"held-out reward {NUM} → {NUM}(?: \[[^\]]*\])?", rf"eval loss {NUM} → {NUM}", rf"loss {NUM} → {NUM}",
+             r"\d+ prompts, \d+ candidates", r"\d+ pairs? kept")
+
+
+def prepare(path: Path, root: Path) -> tuple[Recipe, list[Planned]]:
+    """Load and validate the recipe and every stage's config; plan the outputs. Writes nothing."""
+    recipe = load_recipe(path)
+    validate(recipe)
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise GlotbenchError(f"output {root} exists and is not a directory", "choose another -o")
+    if root.is_dir() and any(root.iterdir()) and not (root / RECORD).is_file():
+        raise GlotbenchError(f"output {root} is not empty and holds no {RECORD} (not a recipe directory)",
+                             "choose a new or empty -o, or the directory of an earlier recipe run")
+    if not root.absolute().parent.is_dir():
+        raise GlotbenchError(f"the parent of {root} does not exist", f"create {root.absolute().parent} first")
+    return recipe, plan(recipe, root)
+
+
+def run_recipe(path: Path, root: Path, *, progress: bool = False, echo=print) -> dict:
+    """Run every unfinished stage of the recipe at ``path`` into ``root``; the record written."""
+    recipe, planned = prepare(path, root)
+    root = Path(root).absolute()
+    root.mkdir(exist_ok=True)
+    record = new_record(recipe, planned, read_record(root))
+    write_json_atomic(root / RECORD, record, indent=2)
+    targets: dict[str, Path] = {}
+    for p in planned:
+        entry = record["stages"][p.name]
+        if finished(p.out):
+            entry["state"] = "done"
+            echo(f"{p.name}: done ({p.out.name}), skipped")
+        else:
+            entry.update(state="running", started_utc=_now(), error=None)
+            write_json_atomic(root / RECORD, record, indent=2)
+            echo(f"{p.name}: running {p.stage.kind} → {p.out}")
+            started = time.time()
+            try:
+                summary = execute(p, root, targets, progress=progress)
+            except BaseException as exc:  # recorded, then raised as it came (a kill -9 leaves "running")
+                entry.update(state="failed", error=str(exc) or type(exc).__name__,
+                             seconds=round(time.time() - started, 1))
+                write_json_atomic(root / RECORD, record, indent=2)
+                raise
+            entry.update(state="done", seconds=round(time.time() - started, 1), summary=summary,
+                         headline=headline(summary), finished_utc=_now())
+            echo(summary)
+            prune(root, p)
+        targets[p.name] = checkpoint(p.out) if KINDS[p.stage.kind].output != "data" else p.out
+        write_json_atomic(root / RECORD, record, indent=2)
+    return record
+
+
+def execute(p: Planned, root: Path, targets: dict[str, Path], *, progress: bool) -> str:
+    """Run one stage into ``p.out``; its summary."""
+    config = write_config(render(p.stage, targets), root / ".configs" / f"{p.out.name}.yaml")
+    kind = KINDS[p.stage.kind]
+    if p.out.exists() and p.stage.kind not in RESUMES_IN_PLACE:
+        shutil.rmtree(p.out)  # unfinished (no manifest) and in the recipe's own namespace
+    module = importlib.import_module(kind.runner)
+    if p.stage.kind == "merge":
+        result = module.merge(config, p.out, progress=progress)
+        return (f"merge → {result.out_dir}: {result.tensors} tensors, {result.bytes_written / 1e6:.1f} MB "
+                f"in {result.seconds:.1f} s")
+    extra = {"accelerate_config": p.stage.accelerate_config} if kind.accelerate else {}
+    return module.run_stage(config, p.out, overwrite=False, progress=progress, **extra)
+
+
+def headline(summary: str) -> str:
+    for pattern in HEADLINES:
+        found = re.findall(pattern, summary)
+        if found:
+            return found[-1]
+    lines = [line.strip() for line in summary.splitlines() if line.strip()]
+    return lines[-1][:100] if lines else ""
+
+
+def prune(root: Path, p: Planned) -> None:
+    """Remove this stage's superseded outputs (other hashes): checkpoints are large, and a
+    changed config or input never makes an old output current again without a rerun."""
+    pattern = re.compile(re.escape(p.name) + r"-[0-9a-f]{12}")
+    for old in root.iterdir():
+        if old != p.out and old.is_dir() and pattern.fullmatch(old.name):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read_record(root: Path) -> dict:
+    path = Path(root) / RECORD
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise GlotbenchError(f"{path} is unreadable", "remove it (finished stage outputs are kept and "
+                                                      "found again by their hashes)") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise GlotbenchError(f"{path} is not a glotbench recipe record", "choose another -o")
+    return data
+
+
+def new_record(recipe: Recipe, planned: list[Planned], old: dict) -> dict:
+    """The record for this run: each stage's identity; what is known of finished ones is kept."""
+    stages = {}
+    for p in planned:
+        before = old.get("stages", {}).get(p.name, {})
+        same = before.get("sha256") == p.sha256
+        stages[p.name] = {
+            "kind": p.stage.kind, "after": list(p.stage.after), "sha256": p.sha256, "output": str(p.out),
+            "state": "done" if finished(p.out) else "pending",
+            **{k: before.get(k) for k in ("seconds", "headline", "summary", "started_utc", "finished_utc")
+               if same}}
+    return {"format": FORMAT, "recipe": str(Path(recipe.path).absolute()),
+            "recipe_sha256": file_sha256(recipe.path), "order": [p.name for p in planned], "stages": stages}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,69 @@
+"""``glotbench recipe status DIR``: the recipe's graph in order, each stage's state, time,
+output hash and headline.
+
+States: ``done`` (its output is finished and the recipe still computes the same hash),
+``stale`` (finished, but the recipe file or an input changed since: the next run redoes it),
+``pending`` (not finished yet; ``interrupted`` or ``failed`` when a run started it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from glotbench.harness.core.errors import GlotbenchError
+from glotbench.training.recipe.resolve import finished, plan
+from glotbench.training.recipe.runner import RECORD, read_record
+from glotbench.training.recipe.schema import load_recipe
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    name: str
+    kind: str
+    after: tuple[str, ...]
+    state: str
+    sha256: str
+    seconds: float | None
+    headline: str
+
+
+def stage_states(root: Path) -> tuple[list[StageStatus], str]:
+    """Each stage's status, and a note on how current hashes were known."""
+    root = Path(root)
+    record = read_record(root)
+    if not record:
+        raise GlotbenchError(f"{root} holds no {RECORD}", "give the -o directory of a glotbench recipe run")
+    current: dict[str, str] = {}
+    note = f"recipe: {record['recipe']}"
+    try:
+        current = {p.name: p.sha256 for p in plan(load_recipe(Path(record["recipe"])), root)}
+    except GlotbenchError as exc:  # the file moved or broke: show what the record says
+        note += f" (not readable now: {exc.problem}; states as recorded)"
+    out = []
+    for name in record["order"]:
+        entry = record["stages"][name]
+        done = finished(Path(entry["output"])) is not None
+        if done and current and current.get(name) != entry["sha256"]:
+            state = "stale"
+        elif done:
+            state = "done"
+        else:
+            state = {"running": "pending (interrupted)", "failed": "pending (failed)"}.get(entry["state"], "pending")
+        out.append(StageStatus(name, entry["kind"], tuple(entry["after"]), state, entry["sha256"],
+                               entry.get("seconds"), entry.get("headline") or ""))
+    return out, note
+
+
+def status_text(root: Path) -> str:
+    rows, note = stage_states(root)
+    width = max(len(r.name) for r in rows)
+    lines = [note]
+    for r in rows:
+        time_ = f"{r.seconds:8.1f} s" if r.seconds is not None else " " * 10
+        after = f" ← {', '.join(r.after)}" if r.after else ""
+        lines.append(f"{r.name:<{width}}  {r.kind:<16} {r.state:<21} {time_}  {r.sha256[:12]}  {r.headline}{after}")
+    total = sum(r.seconds or 0 for r in rows)
+    done = sum(r.state == "done" for r in rows)
+    lines.append(f"{done}/{len(rows)} stages done, {total:.1f} s of stage time recorded")
+    return "\n".join(lines)
