@@ -122,6 +122,28 @@ def test_a_directory_that_is_not_a_recipe_run_is_refused(tmp_path, tiny_model_di
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["precious.txt"]
 
 
+def test_references_render_by_place_and_online_dpo_gives_its_final_checkpoint(tmp_path):
+    from glotbench.training.recipe.resolve import checkpoint, render
+    from glotbench.training.recipe.schema import load_recipe
+
+    recipe = write_recipe(tmp_path, {"stages": {"arb": ARB, "rm": RM, "on": {"train": "online-dpo", "config": {}},
+                                                "m": {"merge": {"models": [{"model": {"from": "on"}}]}},
+                                                "x": {"train": "online-dpo", "config": {
+                                                    "policy": {"from": "on"}, "scorer": {"reward_model": {"from": "rm"}},
+                                                    "prompts": {"file": {"from": "arb", "file": "sft.jsonl"}}}}}})
+    stages = load_recipe(recipe)
+    assert [s.name for s in stages.stages][-1] == "x" and stages.stage("x").after == ("on", "rm", "arb")
+    online = tmp_path / "on-0123456789ab"
+    (online / "iter-2" / "checkpoint").mkdir(parents=True)
+    (online / "training_manifest.json").write_text(json.dumps(
+        {"outputs": {"final_checkpoint": str(online / "iter-2" / "checkpoint")}}))
+    targets = {"on": checkpoint(online), "rm": tmp_path / "rm-x", "arb": tmp_path / "arb-x"}
+    assert render(stages.stage("x"), targets) == {
+        "policy": f"hf:{online / 'iter-2' / 'checkpoint'}", "scorer": {"reward_model": str(tmp_path / "rm-x")},
+        "prompts": {"file": str(tmp_path / "arb-x" / "sft.jsonl")}}
+    assert render(stages.stage("m"), targets) == {"models": [{"model": f"hf:{online / 'iter-2' / 'checkpoint'}"}]}
+
+
 # --- running ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

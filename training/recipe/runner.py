@@ -77,12 +77,13 @@ def run_recipe(path: Path, root: Path, *, progress: bool = False, echo=print) ->
         else:
             entry.update(state="running", started_utc=_now(), error=None)
             write_json_atomic(root / RECORD, record, indent=2)
-            echo(f"{p.name}: running {p.stage.kind} → {p.out}")
             started = time.time()
             try:
+                echo(f"{p.name}: running {p.stage.kind} → {p.out}")
                 summary = execute(p, root, targets, progress=progress)
             except BaseException as exc:  # recorded, then raised as it came (a kill -9 leaves "running")
-                entry.update(state="failed", error=str(exc) or type(exc).__name__,
+                entry.update(state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                             error=str(exc) or type(exc).__name__,
                              seconds=round(time.time() - started, 1))
                 write_json_atomic(root / RECORD, record, indent=2)
                 raise

@@ -49,7 +49,8 @@ def stage_states(root: Path) -> tuple[list[StageStatus], str]:
         elif done:
             state = "done"
         else:
-            state = {"running": "pending (interrupted)", "failed": "pending (failed)"}.get(entry["state"], "pending")
+            state = {"running": "pending (interrupted)", "interrupted": "pending (interrupted)",
+                     "failed": "pending (failed)"}.get(entry["state"], "pending")
         out.append(StageStatus(name, entry["kind"], tuple(entry["after"]), state, entry["sha256"],
                                entry.get("seconds"), entry.get("headline") or ""))
     return out, note
