@@ -95,6 +95,8 @@ REFUSALS = {
                            "unknown key 'fle' (did you mean 'file'?)"),
     "stage-config-parser": ({"stages": {"b": dpo_on("embedded", betta=0.2)}},
                             "stage b (dpo): DPO config (stage b): unknown key 'betta' (did you mean 'beta'?)"),
+    "missing-accelerate-config": ({"stages": {"a": {"train": "sft", "config": {}, "accelerate_config": "no.yaml"}}},
+                                  "no.yaml does not exist"),
     "accelerate-on-arbitrage": ({"stages": {"a": {**ARB, "accelerate_config": "x.yaml"}}},
                                 "arbitrage stages do not launch training ranks"),
 }
