@@ -97,6 +97,10 @@ REFUSALS = {
                             "stage b (dpo): DPO config (stage b): unknown key 'betta' (did you mean 'beta'?)"),
     "missing-accelerate-config": ({"stages": {"a": {"train": "sft", "config": {}, "accelerate_config": "no.yaml"}}},
                                   "no.yaml does not exist"),
+    "missing-reward-model": ({"stages": {"o": {"train": "online-dpo", "config": {
+        "policy": "embedded", "scorer": {"reward_model": "results/no-such-rm"}}}}},
+                             "stage o (online-dpo): reward_model results/no-such-rm is not a directory"),
+    "missing-policy": ({"stages": {"b": dpo_on("hf:./no/such/ckpt")}}, "policy hf:./no/such/ckpt is not a directory"),
     "accelerate-on-arbitrage": ({"stages": {"a": {**ARB, "accelerate_config": "x.yaml"}}},
                                 "arbitrage stages do not launch training ranks"),
 }
@@ -144,6 +148,19 @@ def test_references_render_by_place_and_online_dpo_gives_its_final_checkpoint(tm
         "policy": f"hf:{online / 'iter-2' / 'checkpoint'}", "scorer": {"reward_model": str(tmp_path / "rm-x")},
         "prompts": {"file": str(tmp_path / "arb-x" / "sft.jsonl")}}
     assert render(stages.stage("m"), targets) == {"models": [{"model": f"hf:{online / 'iter-2' / 'checkpoint'}"}]}
+
+
+def test_a_second_run_in_the_same_directory_is_refused_while_one_holds_it(tmp_path, tiny_model_dir, capsys):
+    import fcntl
+
+    data(tmp_path)
+    (tmp_path / "out").mkdir()
+    with open(tmp_path / "out" / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `recipe run` holds it
+        assert main(["recipe", "run", str(write_recipe(tmp_path, two_stage(tiny_model_dir))), "-o",
+                     str(tmp_path / "out")]) == 2
+    assert "another glotbench recipe run is using" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [".lock"]
 
 
 # --- running ----------------------------------------------------------------------------------

@@ -147,6 +147,27 @@ def write_config(config: dict, path: Path) -> Path:
     return path
 
 
+def check_inputs(stage: Stage, where: str) -> None:
+    """Refuse a checkpoint a config names that is missing: a ``reward_model`` is always a local
+    directory; ``hf:PATH`` is one unless it has the shape of a hub id (``org/name``)."""
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict) and not is_ref(value):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and key in CHECKPOINT_KEYS and value != "embedded":
+            text = value[3:] if value.startswith("hf:") else value
+            hub_shaped = text.count("/") == 1 and not text.startswith((".", "/", "~"))
+            if (key == "reward_model" or not hub_shaped) and not resolve_path(text, stage.base).is_dir():
+                raise ConfigError(f"{where}: {key} {value} is not a directory (a missing input)",
+                                  "train it first, fix the path, or use {from: STAGE} for a stage of this recipe")
+
+    walk(stage.config, "")
+
+
 def validate(recipe: Recipe) -> None:
     """Run each stage's own config parser on its rendered config, references standing in as
     placeholders (an empty file, a directory with a config.json): a broken stage config is
@@ -161,6 +182,7 @@ def validate(recipe: Recipe) -> None:
                 (place / name).touch()
             stand_in[stage.name] = place
         for stage in recipe.stages:
+            check_inputs(stage, f"recipe {recipe.path}: stage {stage.name} ({stage.kind})")
             path = write_config(render(stage, stand_in), Path(tmp) / "configs" / f"{stage.name}.yaml")
             try:
                 importlib.import_module(KINDS[stage.kind].parser).load_config(path)

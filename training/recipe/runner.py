@@ -16,11 +16,14 @@ translated-pairs find their generations in the request cache).
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
@@ -53,7 +56,7 @@ def prepare(path: Path, root: Path) -> tuple[Recipe, list[Planned]]:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise GlotbenchError(f"output {root} exists and is not a directory", "choose another -o")
-    if root.is_dir() and any(root.iterdir()) and not (root / RECORD).is_file():
+    if root.is_dir() and any(p.name != ".lock" for p in root.iterdir()) and not (root / RECORD).is_file():
         raise GlotbenchError(f"output {root} is not empty and holds no {RECORD} (not a recipe directory)",
                              "choose a new or empty -o, or the directory of an earlier recipe run")
     if not root.absolute().parent.is_dir():
@@ -66,6 +69,23 @@ def run_recipe(path: Path, root: Path, *, progress: bool = False, echo=print) ->
     recipe, planned = prepare(path, root)
     root = Path(root).absolute()
     root.mkdir(exist_ok=True)
+    with exclusive(root):
+        return run_planned(recipe, planned, root, progress=progress, echo=echo)
+
+
+@contextmanager
+def exclusive(root: Path) -> Iterator[None]:
+    """One run per recipe directory at a time (two would train the same stage twice)."""
+    with open(root / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GlotbenchError(f"another glotbench recipe run is using {root}",
+                                 "wait for it to finish (glotbench recipe status shows its progress)") from None
+        yield
+
+
+def run_planned(recipe: Recipe, planned: list[Planned], root: Path, *, progress: bool, echo) -> dict:
     record = new_record(recipe, planned, read_record(root))
     write_json_atomic(root / RECORD, record, indent=2)
     targets: dict[str, Path] = {}
