@@ -163,6 +163,25 @@ def test_a_second_run_in_the_same_directory_is_refused_while_one_holds_it(tmp_pa
     assert [p.name for p in (tmp_path / "out").iterdir()] == [".lock"]
 
 
+def test_the_shipped_tiny_recipe_is_valid():
+    """Its graph always; its stage configs too, which need the locally trained reward model
+    (results/rm-alpacaeval, git-ignored): without it, that is the one refusal."""
+    from glotbench.harness.core.errors import GlotbenchError
+    from glotbench.training.core.config import REPO_ROOT
+    from glotbench.training.recipe.resolve import validate
+    from glotbench.training.recipe.schema import load_recipe
+
+    recipe = load_recipe(REPO_ROOT / "training" / "recipes" / "tiny-cpu.yaml")
+    assert [(s.name, s.kind, s.after) for s in recipe.stages] == [
+        ("arbitrage", "arbitrage", ()), ("sft", "sft", ("arbitrage",)), ("dpo", "dpo", ("sft", "arbitrage")),
+        ("online", "online-dpo", ("dpo",))]
+    if (REPO_ROOT / "results" / "rm-alpacaeval").is_dir():
+        validate(recipe)
+    else:
+        with pytest.raises(GlotbenchError, match="reward_model results/rm-alpacaeval is not a directory"):
+            validate(recipe)
+
+
 # --- running ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -149,7 +149,7 @@ def write_config(config: dict, path: Path) -> Path:
 
 def check_inputs(stage: Stage, where: str) -> None:
     """Refuse a checkpoint a config names that is missing: a ``reward_model`` is always a local
-    directory; ``hf:PATH`` is one unless it has the shape of a hub id (``org/name``)."""
+    directory; ``hf:PATH`` under a checkpoint key is one unless it has a hub id's shape (``org/name``)."""
 
     def walk(value: Any, key: str) -> None:
         if isinstance(value, dict) and not is_ref(value):
@@ -158,7 +158,7 @@ def check_inputs(stage: Stage, where: str) -> None:
         elif isinstance(value, list):
             for v in value:
                 walk(v, key)
-        elif isinstance(value, str) and key in CHECKPOINT_KEYS and value != "embedded":
+        elif isinstance(value, str) and (key == "reward_model" or (key in CHECKPOINT_KEYS and value.startswith("hf:"))):
             text = value[3:] if value.startswith("hf:") else value
             hub_shaped = text.count("/") == 1 and not text.startswith((".", "/", "~"))
             if (key == "reward_model" or not hub_shaped) and not resolve_path(text, stage.base).is_dir():
