@@ -43,5 +43,10 @@ def run(args) -> int:
     record = run_recipe(Path(args.recipe), Path(args.output),
                         progress=not args.no_progress and sys.stderr.isatty(), echo=lambda s: print(s, flush=True))
     ran = sum(1 for s in record["stages"].values() if s.get("state") == "done")
+    if record.get("stopped"):  # the gate's verdict exit, as glotbench gate gives it
+        stop = record["stopped"]
+        print(f"recipe: stopped after {stop['stage']}: gate {stop['verdict']} against {stop['baseline']} "
+              f"({ran}/{len(record['stages'])} stages done; glotbench recipe status {args.output})")
+        return 1
     print(f"recipe: {ran}/{len(record['stages'])} stages done → {args.output} (glotbench recipe status {args.output})")
     return 0

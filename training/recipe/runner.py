@@ -28,6 +28,9 @@ from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import file_sha256, write_json_atomic
+from glotbench.training.recipe.evaluate import RUN_DIR, eval_root, evaluate, read_state, write_state
+from glotbench.training.recipe.evaluate import headline as eval_headline
+from glotbench.training.recipe.gating import baseline_of, decide, figure3
 from glotbench.training.recipe.resolve import (
     Planned,
     checkpoint,
@@ -113,7 +116,54 @@ def run_planned(recipe: Recipe, planned: list[Planned], root: Path, *, progress:
             prune(root, p)
         targets[p.name] = checkpoint(p.out) if KINDS[p.stage.kind].output != "data" else p.out
         write_json_atomic(root / RECORD, record, indent=2)
+        if recipe.evaluation is not None and KINDS[p.stage.kind].output == "policy":
+            if measure(recipe, planned, p, root, record, progress=progress, echo=echo):
+                break
     return record
+
+
+def measure(recipe: Recipe, planned: list[Planned], p: Planned, root: Path, record: dict, *, progress: bool,
+            echo) -> bool:
+    """Evaluate a checkpoint stage and gate it against its baseline (gating.py); record both.
+    True when the gate failed under ``policy: stop`` (the recipe stops here)."""
+    entry = record["stages"][p.name]
+    entry["eval"] = {"state": "running"}
+    write_json_atomic(root / RECORD, record, indent=2)
+    try:
+        state = evaluate(p.name, p.out, checkpoint(p.out), p.sha256, recipe.evaluation, progress=progress,
+                         echo=echo)
+        checkpoints = {q.name for q in planned if KINDS[q.stage.kind].output == "policy"}
+        base = baseline_of(p.name, {q.name: q.stage.after for q in planned}, checkpoints)
+        base_state = None
+        if base is not None:  # its run found where it is now (a recipe directory may have been moved)
+            base_root = eval_root(next(q.out for q in planned if q.name == base))
+            base_state = {**read_state(base_root), "run": str(base_root / RUN_DIR)}
+        state["gate"] = {**decide(eval_root(p.out), state, base, base_state, recipe.gate),
+                         "policy": recipe.gate.on_fail}
+        write_state(eval_root(p.out), state)
+    except BaseException as exc:  # recorded, then raised as it came
+        entry["eval"] = {"state": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                         "error": str(exc) or type(exc).__name__}
+        write_json_atomic(root / RECORD, record, indent=2)
+        raise
+    gate = state["gate"]
+    entry["eval"] = {"state": "done", "headline": eval_headline(state),
+                     **{k: state.get(k) for k in ("run", "judge", "suite", "win_rate", "run_sha256",
+                                                  "judge_sha256")}, "gate": gate}
+    echo(f"{p.name}: eval {entry['eval']['headline']}")
+    echo(f"{p.name}: " + (f"against {gate['baseline']}: " if gate["baseline"] else "") + "; ".join(gate["lines"]))
+    stop = gate["failed"] and gate["policy"] == "stop"
+    if stop:
+        record["stopped"] = {"stage": p.name, "verdict": gate["verdict"], "baseline": gate["baseline"]}
+        echo(f"{p.name}: the gate failed ({gate['verdict']} against {gate['baseline']}): the recipe stops here "
+             "(gate policy stop)")
+    elif gate["failed"] and gate["policy"] == "warn":
+        echo(f"warning: {p.name}: the gate failed ({gate['verdict']} against {gate['baseline']}); the recipe "
+             "continues (gate policy warn)")
+    write_json_atomic(root / RECORD, record, indent=2)
+    spec = recipe.evaluation
+    figure3(root, record, str(spec.open_ended.opponent) if spec.open_ended else None)
+    return stop
 
 
 def execute(p: Planned, root: Path, targets: dict[str, Path], *, progress: bool) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from glotbench.harness.core.errors import close_match
 from glotbench.training.core.config import ConfigError, check_keys, load_yaml, resolve_path
+from glotbench.training.recipe.evalspec import EvalSpec, GateSpec, parse_eval, parse_gate
 
 Output = Literal["data", "policy", "reward_model"]
 
@@ -103,6 +104,9 @@ class Recipe:
     path: Path
     stages: tuple[Stage, ...]
     """In dependency order (a stage after every stage it references; file order otherwise)."""
+    evaluation: EvalSpec | None = None
+    """The ``eval:`` block: run on every stage that outputs a policy checkpoint (evalspec.py)."""
+    gate: GateSpec | None = None
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -130,7 +134,7 @@ def find_refs(value: Any, where: str, key: str = "") -> list[Ref]:
 def load_recipe(path: Path) -> Recipe:
     """Read ``path`` and check its graph: keys, kinds, references, fit and cycles."""
     path = Path(path)
-    raw = check_keys(load_yaml(path, "recipe"), ("stages",), f"recipe {path}", required=("stages",))
+    raw = check_keys(load_yaml(path, "recipe"), ("stages", "eval", "gate"), f"recipe {path}", required=("stages",))
     if not isinstance(raw["stages"], dict) or not raw["stages"]:
         raise ConfigError(f"recipe {path}: stages must map stage names to stages", "e.g. stages: {sft: {train: sft, "
                                                                                    "config: sft.yaml}}")
@@ -138,7 +142,12 @@ def load_recipe(path: Path) -> Recipe:
     for stage in stages.values():
         for ref in stage.refs:
             _check_ref(ref, stage, stages)
-    return Recipe(path, tuple(stages[n] for n in _order(stages, path)))
+    evaluation = parse_eval(raw["eval"], path) if raw.get("eval") is not None else None
+    if raw.get("gate") is not None and evaluation is None:
+        raise ConfigError(f"recipe {path}: a gate compares evaluations, and there is no eval: block",
+                          "add eval: {tasks: [...]} or remove gate:")
+    gate = parse_gate(raw.get("gate") or {}, path) if evaluation is not None else None
+    return Recipe(path, tuple(stages[n] for n in _order(stages, path)), evaluation, gate)
 
 
 def _stage(name: str, block: Any, path: Path) -> Stage:

@@ -26,6 +26,8 @@ class StageStatus:
     sha256: str
     seconds: float | None
     headline: str
+    evaluation: str = ""
+    """The eval headline and gate decision of a checkpoint stage ('' when not evaluated)."""
 
 
 def stage_states(root: Path) -> tuple[list[StageStatus], str]:
@@ -52,8 +54,20 @@ def stage_states(root: Path) -> tuple[list[StageStatus], str]:
             state = {"running": "pending (interrupted)", "interrupted": "pending (interrupted)",
                      "failed": "pending (failed)"}.get(entry["state"], "pending")
         out.append(StageStatus(name, entry["kind"], tuple(entry["after"]), state, entry["sha256"],
-                               entry.get("seconds"), entry.get("headline") or ""))
+                               entry.get("seconds"), entry.get("headline") or "", evaluation(entry.get("eval"))))
     return out, note
+
+
+def evaluation(ev: dict | None) -> str:
+    """``eval: <headline>; gate <verdict> [against <stage>]`` (or the eval's state when not done)."""
+    if not ev:
+        return ""
+    if ev.get("state") != "done":
+        return f"eval: {ev.get('state')}" + (f" ({ev['error']})" if ev.get("error") else "")
+    gate = ev.get("gate") or {}
+    against = f" against {gate['baseline']}" if gate.get("baseline") else ""
+    fails = f", failed: policy {gate.get('policy')}" if gate.get("failed") else ""
+    return f"eval: {ev.get('headline')}; gate {gate.get('verdict')}{against}{fails}"
 
 
 def status_text(root: Path) -> str:
@@ -64,6 +78,8 @@ def status_text(root: Path) -> str:
         time_ = f"{r.seconds:8.1f} s" if r.seconds is not None else " " * 10
         after = f" ← {', '.join(r.after)}" if r.after else ""
         lines.append(f"{r.name:<{width}}  {r.kind:<16} {r.state:<21} {time_}  {r.sha256[:12]}  {r.headline}{after}")
+        if r.evaluation:
+            lines.append(f"{'':<{width}}  {r.evaluation}")
     total = sum(r.seconds or 0 for r in rows)
     done = sum(r.state == "done" for r in rows)
     lines.append(f"{done}/{len(rows)} stages done, {total:.1f} s of stage time recorded")
