@@ -131,6 +131,8 @@ def test_editing_only_the_eval_block_reruns_evaluations_not_training(evaluated, 
     trained = outputs(out)
     old_runs = mtimes(out, "*/eval/run/run.json")
     recipe = write_recipe(base, recipe_with(tiny_model_dir, evaluated[3], tiny_rm_dir, limit=5))
+    assert main(["recipe", "status", str(out)]) == 0
+    assert capsys.readouterr().out.count("eval: stale (the eval block changed") == 2
     assert main(["recipe", "run", str(recipe), "-o", str(out), "--no-progress"]) == 0
     assert outputs(out) == trained, "a stage was retrained"
     new_runs = mtimes(out, "*/eval/run/run.json")
@@ -188,6 +190,8 @@ REFUSALS = {
                                   "has no m_arenahard completions for de"),
     "missing-judge": (lambda t, o: {"eval": bad(t, o, oe_judge="rm:/no/such/rm")}, "/no/such/rm is not a directory"),
     "opponent-other-limit": (lambda t, o: {"eval": bad(t, o, oe_limit=2)}, "answered 3 m_arenahard/en prompts, not 2"),
+    "paid-judge-without-consent": (lambda t, o: {"eval": bad(t, o, oe_judge="openai:gpt-4o")},
+                                   "is the paid OpenAI API and a recipe runs unattended"),
     "unknown-open-key": (lambda t, o: {"eval": bad(t, o, oe_oponent="x")}, "did you mean 'opponent'?"),
     "bad-gate-policy": (lambda t, o: {"eval": bad(t, o), "gate": {"policy": "halt"}}, "policy 'halt' is not one of"),
     "bad-gate-option": (lambda t, o: {"eval": bad(t, o), "gate": {"alpah": 0.1}}, "unknown key 'alpah'"),
@@ -208,3 +212,52 @@ def test_a_bad_eval_or_gate_block_is_one_line_exit_2(case, tmp_path, tiny_model_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("glotbench: error:") and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+KILLER = """
+import os, signal
+from glotbench.harness.judge import execute
+
+judge = execute.execute
+
+
+def killing_judge(cfg, *args, **kwargs):
+    if "/dpo-" in cfg.run_a:  # DPO's eval run is finished, its judging not: as a kill -9 finds it
+        os.kill(os.getpid(), signal.SIGKILL)
+    return judge(cfg, *args, **kwargs)
+
+
+execute.execute = killing_judge
+"""
+
+
+def test_kill_9_inside_an_eval_then_rerun_finishes_only_what_was_left(tmp_path, tiny_model_dir, tiny_rm_dir):
+    import subprocess
+    import sys
+
+    data(tmp_path)
+    recipe = write_recipe(tmp_path, recipe_with(tiny_model_dir, opponent(tmp_path), tiny_rm_dir))
+    out = tmp_path / "out"
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(KILLER, encoding="utf-8")
+    cmd = [sys.executable, "-m", "glotbench.harness.cli.main", "recipe", "run", str(recipe), "-o", str(out),
+           "--no-progress"]
+    env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(tmp_path / "cache.sqlite")}
+    killed = subprocess.run(cmd, env={**env, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path / "hook"), os.environ.get("PYTHONPATH", "")])}, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    record = json.loads((out / "recipe.json").read_text())
+    assert record["stages"]["dpo"]["state"] == "done" and record["stages"]["dpo"]["eval"] == {"state": "running"}
+    status = subprocess.run([*cmd[:4], "status", str(out)], capture_output=True, text=True, env=env)
+    assert "eval: running" in status.stdout, status.stdout + status.stderr
+    trained, runs = outputs(out), mtimes(out, "*/eval/**/*.json")
+    assert not list(out.glob("dpo-*/eval/judge-vs-opponent"))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert outputs(out) == trained, "a stage was retrained"
+    again = mtimes(out, "*/eval/**/*.json")
+    assert {k: again[k] for k in runs if not k.endswith("eval.json")} == \
+        {k: v for k, v in runs.items() if not k.endswith("eval.json")}, "a finished eval part was redone"
+    assert "dpo: eval run done" in done.stdout and "sft: eval judge done" in done.stdout
+    assert JudgeRecord.read(next(out.glob("dpo-*/eval/judge-vs-opponent"))).counts["judgments"] == 3
+    assert len(json.loads((out / "figure3.json").read_text())["points"]) == 2

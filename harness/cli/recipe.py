@@ -11,7 +11,9 @@ from pathlib import Path
 EXAMPLES = """examples:
   glotbench recipe run training/recipes/tiny-cpu.yaml -o results/recipe-tiny
   glotbench recipe status results/recipe-tiny
-  (a rerun skips finished stages; an edited stage reruns with everything downstream of it)"""
+  (a rerun skips finished stages; an edited stage reruns with everything downstream of it;
+  with eval: and gate: blocks every checkpoint stage is evaluated, judged against a fixed opponent
+  and gated against the previous one: a failing gate under policy: stop exits 1)"""
 
 
 def register(sub) -> None:

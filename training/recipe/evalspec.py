@@ -15,7 +15,8 @@ eval:                              # run on every stage that outputs a policy ch
     opponent: results/gemma2-9b-arenahard   # a run directory holding the opponent's completions
     judge: rm:results/rm-alpacaeval         # or openai:<model>, hf:<dir>, embedded
     tie_margin: 0.0                # rm:<dir> judges only
-    max_cost: 5.0                  # paid judges: consent up to this estimate (USD)
+    base_url: http://localhost:8000/v1      # openai:<model> on an OpenAI-compatible server (vllm serve)
+    max_cost: 5.0                  # the paid OpenAI API: consent up to this estimate (USD); required there
 gate:                              # each checkpoint against the previous checkpoint stage's eval
   policy: warn                     # stop | warn | continue (what a failing gate does)
   margins: {xcopa: 0.02}           # any key of glotbench gate's policy file (harness/gate/policy.yaml)
@@ -43,7 +44,8 @@ from glotbench.harness.taskapi.registry import expand, get_task
 from glotbench.training.core.config import ConfigError, check_keys, positive, resolve_path, typed
 
 EVAL_KEYS = ("tasks", "languages", "limit", "data_dir", "batch_size", "device", "dtype", "seed", "open_ended")
-OPEN_KEYS = ("task", "languages", "limit", "max_new_tokens", "opponent", "judge", "tie_margin", "max_cost")
+OPEN_KEYS = ("task", "languages", "limit", "max_new_tokens", "opponent", "judge", "base_url", "tie_margin",
+             "max_cost")
 GATE_POLICIES = ("stop", "warn", "continue")
 OnFail = Literal["stop", "warn", "continue"]
 
@@ -58,6 +60,7 @@ class OpenEnded:
     max_new_tokens: int | None = None
     tie_margin: float = 0.0
     max_cost: float | None = None
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,10 @@ def parse_open(block: object, path: Path) -> OpenEnded:
         judge = f"rm:{rm}"
     elif judge.startswith("hf:") and "/" in judge and resolve_path(judge[3:], path).is_dir():
         judge = f"hf:{resolve_path(judge[3:], path).absolute()}"
+    base_url = typed(block, "base_url", str, where)
+    if judge.startswith("openai:") and base_url is None and "max_cost" not in block:
+        raise ConfigError(f"{where}: judge {judge} is the paid OpenAI API and a recipe runs unattended",
+                          "set max_cost: USD (consent up to that estimate), or base_url: for a served judge")
     tie = typed(block, "tie_margin", float, where, 0.0)
     if tie < 0 or rm is None and tie:
         raise ConfigError(f"{where}: tie_margin must be >= 0 and is for rm:<dir> judges, got {tie!r}",
@@ -190,7 +197,7 @@ def parse_open(block: object, path: Path) -> OpenEnded:
                      limit=limit, max_new_tokens=positive(block, "max_new_tokens", int, where)
                      if "max_new_tokens" in block else None,
                      tie_margin=float(tie), max_cost=positive(block, "max_cost", float, where)
-                     if "max_cost" in block else None)
+                     if "max_cost" in block else None, base_url=base_url)
 
 
 def parse_gate(block: object, path: Path) -> GateSpec:

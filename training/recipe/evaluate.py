@@ -63,6 +63,7 @@ def judge_sha256(spec: EvalSpec, run_sha: str) -> str:
     rm = reward_model_dir(oe.judge)
     judge = dir_sha256(rm, RM_FILES) if rm is not None else oe.judge
     return json_sha256({"run": run_sha, "opponent": RunRecord.read(oe.opponent).sha256, "judge": oe.judge,
+                        "base_url": oe.base_url,
                         "judge_content": judge, "tie_margin": oe.tie_margin, "limit": oe.limit,
                         "languages": oe.languages, "seed": spec.seed})
 
@@ -136,7 +137,8 @@ def judge_run(spec: EvalSpec, run_dir: Path, out: Path, *, progress: bool, echo)
     from glotbench.harness.judge.spend import Spending
 
     oe = spec.open_ended
-    cfg = JudgeConfig(run_a=str(run_dir), runs_b=(str(oe.opponent),), judge=oe.judge, tasks=(oe.task,),
+    cfg = JudgeConfig(run_a=str(run_dir), runs_b=(str(oe.opponent),), judge=oe.judge, base_url=oe.base_url,
+                      tasks=(oe.task,),
                       langs=oe.languages, limit=oe.limit, seed=spec.seed, output=str(out), device=spec.device,
                       rm_tie_margin=oe.tie_margin)
     meta, items, prompt = plan(cfg)

@@ -5,13 +5,17 @@ skipped when its content-addressed output is already finished.
 DIR/recipe.json              the graph and each stage's state, hash, output, seconds, headline
 DIR/.configs/<stage>-<h>.yaml   the config each stage ran with (references made concrete)
 DIR/<stage>-<hash12>/        the stage's output, with its manifest (written last by the stage)
+DIR/<stage>-<hash12>/eval/   with an eval: block, a checkpoint stage's eval run, judging, gate (evaluate.py)
+DIR/figure3.json             each evaluated stage's win-rate vs the opponent and suite scores (gating.py)
 ```
 
 A finished output (manifest present) is never recomputed; a stage whose hash changed gets a
 new directory, the superseded one is removed once the new one is finished. A killed run
 resumes: finished stages are skipped, the interrupted one starts again (online DPO, whose
 directory is reused under the same hash, resumes inside itself; arbitrage and
-translated-pairs find their generations in the request cache).
+translated-pairs find their generations in the request cache). A checkpoint stage is measured
+right after it is done (or found done), before the next stage; a gate failing under
+``policy: stop`` ends the run there (the CLI exits 1).
 """
 
 from __future__ import annotations

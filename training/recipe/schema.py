@@ -18,7 +18,8 @@ A stage is ``train: KIND`` with ``config:`` (a mapping, or the path of a stage c
 ``merge:`` (the merge config, mapping or path). Wherever a config expects a path, ``{from: S}``
 names stage S's checkpoint and ``{from: S, file: F}`` a file of a data stage's output. Each
 reference must fit (KINDS below): a data stage gives files, not a checkpoint; a reward model
-is not a policy. Refusals are one line (training.core.config.ConfigError, exit 2).
+is not a policy. Top-level ``eval:`` and ``gate:`` blocks (every checkpoint measured and gated)
+are read by evalspec.py. Refusals are one line (training.core.config.ConfigError, exit 2).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
+from glotbench.training.recipe.evaluate import run_sha256
 from glotbench.training.recipe.resolve import finished, plan
 from glotbench.training.recipe.runner import RECORD, read_record
 from glotbench.training.recipe.schema import load_recipe
@@ -37,9 +38,11 @@ def stage_states(root: Path) -> tuple[list[StageStatus], str]:
     if not record:
         raise GlotbenchError(f"{root} holds no {RECORD}", "give the -o directory of a glotbench recipe run")
     current: dict[str, str] = {}
+    spec = None
     note = f"recipe: {record['recipe']}"
     try:
-        current = {p.name: p.sha256 for p in plan(load_recipe(Path(record["recipe"])), root)}
+        recipe = load_recipe(Path(record["recipe"]))
+        current, spec = {p.name: p.sha256 for p in plan(recipe, root)}, recipe.evaluation
     except GlotbenchError as exc:  # the file moved or broke: show what the record says
         note += f" (not readable now: {exc.problem}; states as recorded)"
     out = []
@@ -54,14 +57,18 @@ def stage_states(root: Path) -> tuple[list[StageStatus], str]:
             state = {"running": "pending (interrupted)", "interrupted": "pending (interrupted)",
                      "failed": "pending (failed)"}.get(entry["state"], "pending")
         out.append(StageStatus(name, entry["kind"], tuple(entry["after"]), state, entry["sha256"],
-                               entry.get("seconds"), entry.get("headline") or "", evaluation(entry.get("eval"))))
+                               entry.get("seconds"), entry.get("headline") or "",
+                               evaluation(entry.get("eval"), spec and run_sha256(spec, entry["sha256"]))))
     return out, note
 
 
-def evaluation(ev: dict | None) -> str:
-    """``eval: <headline>; gate <verdict> [against <stage>]`` (or the eval's state when not done)."""
+def evaluation(ev: dict | None, current_sha256: str | None = None) -> str:
+    """``eval: <headline>; gate <verdict> [against <stage>]`` (or the eval's state when not done);
+    ``stale`` when the recipe's eval block no longer computes the recorded eval run's hash."""
     if not ev:
         return ""
+    if current_sha256 and ev.get("run_sha256") and ev["run_sha256"] != current_sha256:
+        return f"eval: stale (the eval block changed; the next run redoes it); was {ev.get('headline')}"
     if ev.get("state") != "done":
         return f"eval: {ev.get('state')}" + (f" ({ev['error']})" if ev.get("error") else "")
     gate = ev.get("gate") or {}
