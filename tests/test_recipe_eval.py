@@ -98,8 +98,13 @@ def test_each_checkpoint_stage_is_evaluated_judged_gated_and_plotted(evaluated, 
     gate = record["stages"]["dpo"]["eval"]["gate"]
     assert gate["baseline"] == "sft" and gate["verdict"] in ("pass", "regression", "inconclusive")
     assert gate["lines"][0] == f"gate: {gate['verdict']}" and any(x.startswith("xcopa acc: ") for x in gate["lines"])
+    assert any(x.startswith("m_arenahard win_rate: ") for x in gate["lines"]), gate["lines"]
+    assert not any(x.startswith("not compared") for x in gate["lines"]), "the open-ended task was not gated"
     dpo_eval = Path(record["stages"]["dpo"]["output"]) / "eval"
-    assert json.loads((dpo_eval / "gate.json").read_text())["verdict"] == gate["verdict"]
+    result = json.loads((dpo_eval / "gate.json").read_text())
+    assert result["verdict"] == gate["verdict"] and gate["judgments"] == str(dpo_eval / "judge-vs-sft")
+    assert result["provenance"]["judgments"]["path"] == gate["judgments"]
+    assert JudgeRecord.read(dpo_eval / "judge-vs-sft").counts["judgments"] == 3
     fig = json.loads((out / "figure3.json").read_text())
     assert [p["stage"] for p in fig["points"]] == ["sft", "dpo"] and fig["opponent"] == str(opp)
     for point in fig["points"]:

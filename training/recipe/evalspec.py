@@ -19,6 +19,7 @@ eval:                              # run on every stage that outputs a policy ch
     max_cost: 5.0                  # the paid OpenAI API: consent up to this estimate (USD); required there
 gate:                              # each checkpoint against the previous checkpoint stage's eval
   policy: warn                     # stop | warn | continue (what a failing gate does)
+  judge_previous: true             # open_ended: judge each checkpoint against its baseline and gate it
   margins: {xcopa: 0.02}           # any key of glotbench gate's policy file (harness/gate/policy.yaml)
 ```
 
@@ -84,6 +85,8 @@ class GateSpec:
     on_fail: OnFail
     policy: Policy
     raw: dict = field(default_factory=dict)
+    judge_previous: bool = True
+    """With eval.open_ended: judge each checkpoint against its baseline so the gate covers the win-rate."""
 
 
 def languages_of(task: str, given: list | None, where: str) -> tuple[str, ...]:
@@ -204,14 +207,15 @@ def parse_gate(block: object, path: Path) -> GateSpec:
     """``policy:`` is what a failing gate does; every other key is glotbench gate's policy,
     read by its own parser (harness/gate/policy.py) so the two cannot drift apart."""
     where = f"recipe {path}: gate"
-    keys = ("policy", *(f.name for f in fields(Policy) if f.name != "source"))
+    keys = ("policy", "judge_previous", *(f.name for f in fields(Policy) if f.name != "source"))
     check_keys(block, keys, where)
     on_fail = block.get("policy", "warn")
     if on_fail not in GATE_POLICIES:
         raise ConfigError(f"{where}: policy {on_fail!r} is not one of {', '.join(GATE_POLICIES)}"
                           f"{close_match(str(on_fail), GATE_POLICIES)}",
                           "stop (exit 1 after recording), warn (a warning line) or continue (record only)")
-    options = {k: v for k, v in block.items() if k != "policy"}
+    judge_previous = typed(block, "judge_previous", bool, where, True)
+    options = {k: v for k, v in block.items() if k not in ("policy", "judge_previous")}
     with tempfile.TemporaryDirectory(prefix="glotbench-gate-") as tmp:
         file = Path(tmp) / "policy.yaml"
         file.write_text(yaml.safe_dump(options), encoding="utf-8")
@@ -219,4 +223,4 @@ def parse_gate(block: object, path: Path) -> GateSpec:
             policy = load_policy(file)
         except GlotbenchError as exc:
             raise ConfigError(f"{where}: {exc.problem.replace(f'{file}: ', '')}", exc.fix) from None
-    return GateSpec(on_fail, replace(policy, source=f"recipe {path}: gate"), block)
+    return GateSpec(on_fail, replace(policy, source=f"recipe {path}: gate"), block, judge_previous)

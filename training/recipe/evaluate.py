@@ -131,15 +131,15 @@ def suite_run(spec: EvalSpec, checkpoint: Path, out: Path, *, progress: bool, ec
     return execute(cfg, units, progress=progress)
 
 
-def judge_run(spec: EvalSpec, run_dir: Path, out: Path, *, progress: bool, echo) -> Path:
+def judge_run(spec: EvalSpec, run_dir: Path, out: Path, *, progress: bool, echo, against: Path | None = None) -> Path:
+    """``glotbench judge --a run_dir --b <opponent>`` (or ``--b against``) with the eval's judge."""
     from glotbench.harness.judge.execute import execute
     from glotbench.harness.judge.pairing import plan
     from glotbench.harness.judge.spend import Spending
 
     oe = spec.open_ended
-    cfg = JudgeConfig(run_a=str(run_dir), runs_b=(str(oe.opponent),), judge=oe.judge, base_url=oe.base_url,
-                      tasks=(oe.task,),
-                      langs=oe.languages, limit=oe.limit, seed=spec.seed, output=str(out), device=spec.device,
+    cfg = JudgeConfig(run_a=str(run_dir), runs_b=(str(against or oe.opponent),), judge=oe.judge,
+                      base_url=oe.base_url, tasks=(oe.task,), langs=oe.languages, limit=oe.limit, seed=spec.seed, output=str(out), device=spec.device,
                       rm_tie_margin=oe.tie_margin)
     meta, items, prompt = plan(cfg)
     path = execute(cfg, meta, items, prompt, progress=progress, spending=Spending(max_cost=oe.max_cost), say=echo)

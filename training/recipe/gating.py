@@ -3,7 +3,8 @@
 Each checkpoint stage's eval run is gated (``glotbench gate``'s library function, its policy from
 the recipe's ``gate:`` block) against the eval run of its baseline: the nearest ancestor in the
 graph that is itself a checkpoint stage (DPO after SFT; online DPO after DPO). The first one has
-none: ``no baseline``. The decision is the gate's verdict (pass | regression | inconclusive) and
+none: ``no baseline``. With ``eval.open_ended``, the two checkpoints' completions are judged
+against each other (``eval/judge-vs-<baseline>/``) so the gate covers the win-rate too. The decision is the gate's verdict (pass | regression | inconclusive) and
 whether it fails (``glotbench gate``'s exit 1: a regression, or inconclusive under the policy's
 ``on_inconclusive: fail``); runs the gate refuses to compare are the verdict ``error``, which
 fails too (nothing vouches for the checkpoint). ``DIR/<stage>/eval/gate.json`` and ``gate.md``
@@ -18,15 +19,20 @@ scores and the gate decision. The figure itself is drawn by ``glotbench recipe r
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256, write_json_atomic, write_text_atomic
-from glotbench.training.recipe.evalspec import GateSpec
+from glotbench.training.recipe.evalspec import EvalSpec, GateSpec
+from glotbench.training.recipe.evaluate import judge_run, judged
 
 FIGURE3 = "figure3.json"
 FIGURE3_FORMAT = "glotbench-recipe-figure3/1"
 NO_BASELINE = "no baseline"
+PAIR_DIR = "judge-vs-"
+"""``eval/judge-vs-<baseline stage>/``: this checkpoint's open-ended completions judged against the
+baseline checkpoint's (``gate: {judge_previous: false}`` leaves open-ended tasks ungated)."""
 
 
 def baseline_of(name: str, after: dict[str, tuple[str, ...]], checkpoints: set[str]) -> str | None:
@@ -43,22 +49,35 @@ def baseline_of(name: str, after: dict[str, tuple[str, ...]], checkpoints: set[s
     return None
 
 
-def decide(root: Path, state: dict, baseline: str | None, baseline_state: dict | None, spec: GateSpec) -> dict:
+def decide(root: Path, state: dict, baseline: str | None, baseline_state: dict | None, spec: GateSpec,
+           evaluation: EvalSpec, *, progress: bool = False, echo=print) -> dict:
     """The gate decision of one checkpoint stage (computed, or as recorded under the same hash)."""
     if baseline is None:
         return {"baseline": None, "verdict": NO_BASELINE, "failed": False, "sha256": None,
                 "lines": ["no baseline: the first checkpoint stage of the recipe"]}
+    pair = None
+    if evaluation.open_ended is not None and spec.judge_previous:
+        pair = json_sha256({"candidate": state["judge_sha256"], "baseline": baseline_state["run_sha256"]})
     sha = json_sha256({"candidate": state["run_sha256"], "baseline": baseline_state["run_sha256"],
-                       "gate": spec.raw})
+                       "gate": spec.raw, "pair": pair})
     old = state.get("gate") or {}
-    if old.get("sha256") == sha:
+    judgments = root / f"{PAIR_DIR}{baseline}" if pair else None
+    if old.get("sha256") == sha and (judgments is None or judged(judgments)):
         return old
     from glotbench.harness.gate.fixed import exit_code, gate
     from glotbench.harness.gate.markdown import format_markdown
 
-    decision = {"baseline": baseline, "baseline_run": baseline_state["run"], "sha256": sha}
+    decision = {"baseline": baseline, "baseline_run": baseline_state["run"], "sha256": sha,
+                "judgments": None if judgments is None else str(judgments)}
+    if judgments is not None and not (old.get("pair_sha256") == pair and judged(judgments)):
+        if judgments.exists():
+            shutil.rmtree(judgments)
+        echo(f"judging {evaluation.open_ended.task} against {baseline}'s completions → {judgments}")
+        judge_run(evaluation, Path(state["run"]), judgments, progress=progress, echo=echo,
+                  against=Path(baseline_state["run"]))
+    decision["pair_sha256"] = pair
     try:
-        result = gate(Path(baseline_state["run"]), Path(state["run"]), spec.policy)
+        result = gate(Path(baseline_state["run"]), Path(state["run"]), spec.policy, judgments)
     except GlotbenchError as exc:
         decision.update(verdict="error", failed=True, lines=[f"the gate refused to compare: {exc.problem}"])
         return decision

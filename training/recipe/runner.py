@@ -142,7 +142,8 @@ def measure(recipe: Recipe, planned: list[Planned], p: Planned, root: Path, reco
         if base is not None:  # its run found where it is now (a recipe directory may have been moved)
             base_root = eval_root(next(q.out for q in planned if q.name == base))
             base_state = {**read_state(base_root), "run": str(base_root / RUN_DIR)}
-        state["gate"] = {**decide(eval_root(p.out), state, base, base_state, recipe.gate),
+        state["gate"] = {**decide(eval_root(p.out), state, base, base_state, recipe.gate, recipe.evaluation,
+                                  progress=progress, echo=lambda line: echo(f"{p.name}: {line}")),
                          "policy": recipe.gate.on_fail}
         write_state(eval_root(p.out), state)
     except BaseException as exc:  # recorded, then raised as it came
