@@ -175,6 +175,16 @@ def test_a_failing_gate_under_policy_stop_exits_1_and_is_recorded(evaluated, tmp
     assert "warning: dpo: the gate failed" in capsys.readouterr().out
 
 
+def test_the_baseline_is_the_nearest_checkpoint_ancestor():
+    from glotbench.training.recipe.gating import baseline_of
+
+    after = {"arb": (), "sft": ("arb",), "rm": (), "dpo": ("arb", "sft"), "online": ("dpo", "rm"),
+             "soup": ("online", "sft"), "sft2": ("arb",)}
+    checkpoints = {"sft", "dpo", "online", "soup", "sft2"}
+    assert {s: baseline_of(s, after, checkpoints) for s in after if s in checkpoints} == {
+        "sft": None, "sft2": None, "dpo": "sft", "online": "dpo", "soup": "online"}
+
+
 def bad(tmp_path: Path, opp: Path, **changes) -> dict:
     block = eval_block(opp, tmp_path / "rm")
     for key, value in changes.items():

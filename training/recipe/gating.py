@@ -79,6 +79,8 @@ def decide(root: Path, state: dict, baseline: str | None, baseline_state: dict |
     try:
         result = gate(Path(baseline_state["run"]), Path(state["run"]), spec.policy, judgments)
     except GlotbenchError as exc:
+        for stale in ("gate.json", "gate.md"):  # an earlier decision's files must not pass for this one
+            (root / stale).unlink(missing_ok=True)
         decision.update(verdict="error", failed=True, lines=[f"the gate refused to compare: {exc.problem}"])
         return decision
     write_json_atomic(root / "gate.json", json.loads(json.dumps(result, default=str)), indent=1)
