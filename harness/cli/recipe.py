@@ -1,6 +1,6 @@
-"""``glotbench recipe run RECIPE.yaml -o DIR`` and ``glotbench recipe status DIR``: the
-post-training pipeline as one content-addressed, resumable graph of ``train`` stages and
-merges (training/recipe/). This module parses and delegates only."""
+"""``glotbench recipe run RECIPE.yaml -o DIR``, ``glotbench recipe status DIR`` and ``glotbench recipe
+report DIR -o report.html``: the post-training pipeline as one content-addressed, resumable graph of
+``train`` stages and merges (training/recipe/), and its report. This module parses and delegates only."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 EXAMPLES = """examples:
   glotbench recipe run training/recipes/tiny-cpu.yaml -o results/recipe-tiny
   glotbench recipe status results/recipe-tiny
+  glotbench recipe report results/recipe-tiny -o recipe-tiny.html
   (a rerun skips finished stages; an edited stage reruns with everything downstream of it;
   with eval: and gate: blocks every checkpoint stage is evaluated, judged against a fixed opponent
   and gated against the previous one: a failing gate under policy: stop exits 1)"""
@@ -31,6 +32,13 @@ def register(sub) -> None:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     st.add_argument("directory", metavar="DIR", help="the -o directory of a recipe run")
     st.set_defaults(func=run)
+    rp = verbs.add_parser("report", help="one self-contained HTML page: Figure 3 (win-rate per stage), the suite "
+                          "per stage, the gate decisions and the lineage graph", epilog=EXAMPLES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("directory", metavar="DIR", help="the -o directory of a recipe run")
+    rp.add_argument("-o", "--output", required=True, metavar="report.html", help="HTML file to write")
+    rp.add_argument("--title", default=None, help="page title (default: the recipe file and DIR)")
+    rp.set_defaults(func=run)
 
 
 def run(args) -> int:
@@ -39,6 +47,15 @@ def run(args) -> int:
         from glotbench.training.recipe.status import status_text
 
         print(status_text(Path(args.directory)))
+        return 0
+    if args.recipe_verb == "report":
+        from glotbench.harness.core.paths import check_writable
+        from glotbench.training.recipe.report import recipe_report
+
+        check_writable(Path(args.output))
+        out = recipe_report(Path(args.directory), Path(args.output), args.title)
+        print(f"recipe report written to {out['report']} ({out['points']} Figure-3 point(s), {out['stages']} "
+              f"stage(s), {out['edges']} lineage edge(s))")
         return 0
     from glotbench.training.recipe.runner import run_recipe
 

@@ -110,9 +110,20 @@ def format_value(value, fmt: str = "{:.1f}") -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Section:
+    """A section a caller adds before the leaderboard (``glotbench recipe report``: Figure 3,
+    gates, lineage), linked from the page's navigation."""
+
+    ident: str
+    title: str
+    body: str
+    """HTML, every string from the store already escaped."""
+
+
 def build_report(leaderboard: pd.DataFrame, per_language: dict[str, pd.DataFrame],
                  runs: Sequence[RunRecord], judges: Sequence[JudgeRecord], title: str = "glotbench report", *,
-                 fmt: str = "{:.1f}", language_notes: Sequence[str] = ()) -> str:
+                 fmt: str = "{:.1f}", language_notes: Sequence[str] = (), sections: Sequence[Section] = ()) -> str:
     """One self-contained HTML page: leaderboard, per-language drill-down, judges, provenance.
 
     ``leaderboard`` has one row per model (the index names it, or a ``model`` column does when
@@ -122,8 +133,9 @@ def build_report(leaderboard: pd.DataFrame, per_language: dict[str, pd.DataFrame
     drill-downs that could not be built. Numbers are shown through ``fmt``, in whatever unit
     the frames carry; the raw value is kept in each cell's ``data-value`` for sorting.
     """
-    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
-        ("leaderboard", "Leaderboard"), ("languages", "Per language"), ("judges", "Judges"),
+    nav = "".join(f'<a href="#{_e(i)}">{_e(t)}</a>' for i, t in (
+        *((x.ident, x.title) for x in sections), ("leaderboard", "Leaderboard"), ("languages", "Per language"),
+        ("judges", "Judges"),
         ("provenance", "Provenance")))
     parts = [
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -133,6 +145,7 @@ def build_report(leaderboard: pd.DataFrame, per_language: dict[str, pd.DataFrame
         f"<header><h1>{_e(title)}</h1><p class=\"note\">glotbench {_e(__version__)} · {len(runs)} run(s) · "
         f"{len(judges)} judge file(s). Click a column header to sort; missing values ({MISSING}) "
         f"sort last.</p><nav>{nav}</nav></header>",
+        *(f'<section id="{_e(x.ident)}"><h2>{_e(x.title)}</h2>{x.body}</section>' for x in sections),
         "<section><h2>Leaderboard</h2>",
         _table(_marked(leaderboard), "leaderboard", fmt) if len(leaderboard) else '<p id="leaderboard">No runs.</p>',
         _notes(leaderboard.attrs.get("warnings") or (), "leaderboard-notes"),
@@ -266,6 +279,17 @@ def _run_section(i: int, run: RunRecord) -> str:
     return (f'<details class="run" id="run-{i}"><summary>{label}</summary><dl>{dl}</dl><h4>Data sources</h4>'
             f"{_rows_table('', head, sources, '{}')}<h4>Config</h4>{_json(run.config)}"
             f"<details><summary>Full provenance</summary>{_json(prov)}</details></details>")
+
+
+def rows_table(table_id: str, head: list[str], rows: list[list], fmt: str = "{:.1f}") -> str:
+    """A sortable table of ``rows`` (the first cell of each is its row header), for callers'
+    sections; numbers through ``fmt``, missing values as "–"."""
+    return _rows_table(table_id, head, rows, fmt)
+
+
+def figure(uri: str, caption: str) -> str:
+    """An embedded figure (a ``data:`` URI from :func:`~glotbench.harness.report.figures.to_data_uri`)."""
+    return _figure(uri, caption)
 
 
 def _table(frame: pd.DataFrame, table_id: str, fmt: str, row_header: str = "model") -> str:
