@@ -163,23 +163,40 @@ def test_a_second_run_in_the_same_directory_is_refused_while_one_holds_it(tmp_pa
     assert [p.name for p in (tmp_path / "out").iterdir()] == [".lock"]
 
 
-def test_the_shipped_tiny_recipe_is_valid():
-    """Its graph always; its stage configs too, which need the locally trained reward model
-    (results/rm-alpacaeval, git-ignored): without it, that is the one refusal."""
+def test_the_shipped_tiny_recipe_is_valid(tmp_path):
+    """Its graph always; its eval block and stage configs too. Both need the locally trained
+    reward model (results/rm-alpacaeval, git-ignored): without it, that is the one refusal. The
+    opponent run (git-ignored too) is made by the command in the file's header; here an opponent
+    with as many m_arenahard/en answers as the eval's limit is imported into tmp_path instead."""
     from glotbench.harness.core.errors import GlotbenchError
+    from glotbench.harness.store.importers import import_answers
+    from glotbench.harness.taskapi.data import load
+    from glotbench.harness.taskapi.registry import get_task
     from glotbench.training.core.config import REPO_ROOT
     from glotbench.training.recipe.resolve import validate
     from glotbench.training.recipe.schema import load_recipe
 
-    recipe = load_recipe(REPO_ROOT / "training" / "recipes" / "tiny-cpu.yaml")
-    assert [(s.name, s.kind, s.after) for s in recipe.stages] == [
+    shipped = REPO_ROOT / "training" / "recipes" / "tiny-cpu.yaml"
+    raw = yaml.safe_load(shipped.read_text())
+    (tmp_path / "graph").mkdir()
+    graph = load_recipe(write_recipe(tmp_path / "graph", {k: v for k, v in raw.items() if k not in ("eval", "gate")}))
+    assert [(s.name, s.kind, s.after) for s in graph.stages] == [
         ("arbitrage", "arbitrage", ()), ("sft", "sft", ("arbitrage",)), ("dpo", "dpo", ("sft", "arbitrage")),
         ("online", "online-dpo", ("dpo",))]
+    oe = raw["eval"]["open_ended"]
+    assert f"--limit {oe['limit']} --output {oe['opponent']}" in shipped.read_text(), "header command out of date"
+    samples = load(get_task(oe["task"]), "en", "auto", None).samples[:oe["limit"]]
+    answers = jsonl(tmp_path / "answers.jsonl", [{"prompt_id": s.fields["question_id"], "response": "An answer."}
+                                                 for s in samples])
+    oe["opponent"] = str(import_answers(answers, oe["task"], "en", tmp_path / "opponent", limit=oe["limit"]))
+    copy = write_recipe(tmp_path, raw)
     if (REPO_ROOT / "results" / "rm-alpacaeval").is_dir():
+        recipe = load_recipe(copy)
+        assert recipe.evaluation.open_ended.limit == 8 and recipe.gate.on_fail == "warn"
         validate(recipe)
     else:
-        with pytest.raises(GlotbenchError, match="reward_model results/rm-alpacaeval is not a directory"):
-            validate(recipe)
+        with pytest.raises(GlotbenchError, match="results/rm-alpacaeval is not a directory"):
+            load_recipe(copy)
 
 
 # --- running ----------------------------------------------------------------------------------
