@@ -182,7 +182,8 @@ def test_the_shipped_tiny_recipe_is_valid(tmp_path):
     graph = load_recipe(write_recipe(tmp_path / "graph", {k: v for k, v in raw.items() if k not in ("eval", "gate")}))
     assert [(s.name, s.kind, s.after) for s in graph.stages] == [
         ("arbitrage", "arbitrage", ()), ("sft", "sft", ("arbitrage",)), ("dpo", "dpo", ("sft", "arbitrage")),
-        ("online", "online-dpo", ("dpo",))]
+        ("dpo_merged", "merge", ("sft", "dpo")), ("online", "online-dpo", ("dpo_merged",))]
+    assert raw["stages"]["sft"]["config"]["clusters"] and raw["stages"]["online"]["config"]["iterations"] == 3
     oe = raw["eval"]["open_ended"]
     assert f"--limit {oe['limit']} --output {oe['opponent']}" in shipped.read_text(), "header command out of date"
     samples = load(get_task(oe["task"]), "en", "auto", None).samples[:oe["limit"]]
@@ -192,11 +193,55 @@ def test_the_shipped_tiny_recipe_is_valid(tmp_path):
     copy = write_recipe(tmp_path, raw)
     if (REPO_ROOT / "results" / "rm-alpacaeval").is_dir():
         recipe = load_recipe(copy)
-        assert recipe.evaluation.open_ended.limit == 8 and recipe.gate.on_fail == "warn"
+        assert recipe.evaluation.open_ended.limit == 16 and recipe.gate.on_fail == "warn"
         validate(recipe)
     else:
         with pytest.raises(GlotbenchError, match="results/rm-alpacaeval is not a directory"):
             load_recipe(copy)
+
+
+
+def test_the_shipped_aya_expanse_recipe_is_valid_once_its_placeholders_are_filled(tmp_path, tiny_model_dir,
+                                                                                   tiny_rm_dir):
+    """The 8B GPU recipe: the report's shape (arbitrage → clustered SFT over Aya's 23 languages with
+    en/es/fr shared → two offline DPOs merged → 3 online iterations merged over 3 seeds), every
+    CHANGE_ME filled with a local stand-in, then validated by every stage's own parser."""
+    from glotbench.harness.store.importers import import_answers
+    from glotbench.harness.taskapi.data import load
+    from glotbench.harness.taskapi.registry import get_task
+    from glotbench.training.core.config import REPO_ROOT
+    from glotbench.training.core.config import ConfigError
+    from glotbench.training.recipe.resolve import validate
+    from glotbench.training.recipe.schema import load_recipe
+
+    text = (REPO_ROOT / "training" / "recipes" / "aya-expanse.yaml").read_text()
+    prompts = jsonl(tmp_path / "prompts.jsonl", [{"prompt_id": "p1", "language": "de", "prompt": "Hallo?"}])
+    samples = load(get_task("m_arenahard"), "en", "auto", None).samples[:2]
+    answers = jsonl(tmp_path / "answers.jsonl", [{"prompt_id": s.fields["question_id"], "response": "An answer."}
+                                                 for s in samples])
+    opponent = import_answers(answers, "m_arenahard", "en", tmp_path / "opponent", limit=2)
+    for old, new in (("CHANGE_ME/prompts.jsonl", prompts), ("CHANGE_ME/reward-model", tiny_rm_dir),
+                     ("CHANGE_ME/base-8b", tiny_model_dir), ("CHANGE_ME/gemma-2-9b-it-m_arenahard", opponent)):
+        assert old in text
+        text = text.replace(old, str(new))
+    text = text.replace("training/recipes/accelerate/", f"{REPO_ROOT}/training/recipes/accelerate/")
+    (tmp_path / "aya.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="has no m_arenahard completions for ar, cs, de"):  # en only here
+        load_recipe(tmp_path / "aya.yaml")
+    raw = yaml.safe_load(text)
+    raw["eval"]["open_ended"]["languages"] = ["en"]
+    recipe = load_recipe(write_recipe(tmp_path, raw))
+    validate(recipe)
+    assert [s.name for s in recipe.stages] == ["arbitrage", "sft", "dpo", "translated", "dpo_translated",
+                                               "offline_merged", "online"]
+    clusters = raw["stages"]["sft"]["config"]["clusters"]
+    shared = raw["stages"]["sft"]["config"]["shared"]
+    assert shared == ["en", "es", "fr"]
+    aya = "ar cs de el en es fa fr he hi id it ja ko nl pl pt ro ru tr uk vi zh".split()
+    assert sorted([lang for langs in clusters.values() for lang in langs] + shared) == aya
+    assert raw["stages"]["online"]["config"]["iterations"] == 3
+    assert all(s.accelerate_config and s.accelerate_config.name == "deepspeed-zero3.yaml"
+               for s in recipe.stages if s.kind in ("sft", "dpo", "online-dpo"))
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -319,3 +364,20 @@ def test_kill_9_in_the_second_stage_then_rerun_skips_the_first(tmp_path, tiny_mo
     after = outputs(out)
     assert {k: v for k, v in after.items() if k.startswith("sft-")} == sft, "SFT was rerun"
     assert len(after) == 2 and not list(out.glob(".dpo-*.partial-*")), "DPO finished and its partial is gone"
+
+
+def test_status_tells_a_running_stage_from_an_interrupted_one_by_the_lock(first_run, tmp_path, capsys):
+    import fcntl
+
+    _, out = copy(first_run, tmp_path)
+    record = json.loads((out / "recipe.json").read_text())
+    dpo = record["stages"]["dpo"]
+    dpo["state"], dpo["output"] = "running", str(out / Path(dpo["output"]).name)  # as a run writes it at the start
+    shutil.rmtree(dpo["output"])
+    (out / "recipe.json").write_text(json.dumps(record))
+    with open(out / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["recipe", "status", str(out)]) == 0
+        assert capsys.readouterr().out.split("\n")[2].split()[2] == "running"
+    assert main(["recipe", "status", str(out)]) == 0
+    assert "pending (interrupted)" in capsys.readouterr().out.split("\n")[2]

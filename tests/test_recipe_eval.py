@@ -179,10 +179,12 @@ def test_the_baseline_is_the_nearest_checkpoint_ancestor():
     from glotbench.training.recipe.gating import baseline_of
 
     after = {"arb": (), "sft": ("arb",), "rm": (), "dpo": ("arb", "sft"), "online": ("dpo", "rm"),
-             "soup": ("online", "sft"), "sft2": ("arb",)}
-    checkpoints = {"sft", "dpo", "online", "soup", "sft2"}
+             "soup": ("online", "sft"), "sft2": ("arb",), "mix": ("sft", "sft2"), "late": ("mix", "arb")}
+    checkpoints = {"sft", "dpo", "online", "soup", "sft2", "mix", "late"}
     assert {s: baseline_of(s, after, checkpoints) for s in after if s in checkpoints} == {
-        "sft": None, "sft2": None, "dpo": "sft", "online": "dpo", "soup": "online"}
+        "sft": None, "sft2": None, "dpo": "sft", "online": "dpo", "soup": "online",
+        "mix": "sft2",  # equally near: the later one in the recipe's order
+        "late": "mix"}
 
 
 def bad(tmp_path: Path, opp: Path, **changes) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError
@@ -47,7 +48,9 @@ def read_state(root: Path) -> dict:
 
 
 def write_state(root: Path, state: dict) -> None:
-    write_json_atomic(root / STATE, state, indent=1)
+    """Write ``eval.json`` when its content changes (a rerun that does no work writes nothing)."""
+    if read_state(root) != json.loads(json.dumps(state)):
+        write_json_atomic(root / STATE, state, indent=1)
 
 
 def run_sha256(spec: EvalSpec, stage_sha256: str) -> str:
@@ -83,7 +86,9 @@ def evaluate(name: str, stage_out: Path, checkpoint: Path, stage_sha256: str, sp
         echo(f"{name}: eval run done ({run_dir}), skipped")
     else:
         echo(f"{name}: eval run on hf:{checkpoint} → {run_dir}")
+        start = time.monotonic()
         suite_run(spec, checkpoint, run_dir, progress=progress, echo=echo)
+        state["seconds"] = {"run": round(time.monotonic() - start, 1)}
     state.update(run_sha256=rsha, run=str(run_dir), suite=suite_scores(RunRecord.read(run_dir), spec))
     write_state(root, state)
     oe = spec.open_ended
@@ -99,7 +104,9 @@ def evaluate(name: str, stage_out: Path, checkpoint: Path, stage_sha256: str, sp
             if judge_dir.exists():
                 shutil.rmtree(judge_dir)
             echo(f"{name}: judging {oe.task} against {oe.opponent} with {oe.judge} → {judge_dir}")
+            start = time.monotonic()
             judge_run(spec, run_dir, judge_dir, progress=progress, echo=echo)
+            state["seconds"] = {**state.get("seconds", {}), "judge": round(time.monotonic() - start, 1)}
         state.update(judge_sha256=jsha, judge=str(judge_dir), win_rate=win_rate(judge_dir, oe.task))
     write_state(root, state)
     return state

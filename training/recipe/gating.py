@@ -36,16 +36,18 @@ baseline checkpoint's (``gate: {judge_previous: false}`` leaves open-ended tasks
 
 
 def baseline_of(name: str, after: dict[str, tuple[str, ...]], checkpoints: set[str]) -> str | None:
-    """The nearest checkpoint ancestor (breadth first, parents in the order the stage names them)."""
-    queue, seen = list(after[name]), set()
-    while queue:
-        parent = queue.pop(0)
-        if parent in seen:
-            continue
-        seen.add(parent)
-        if parent in checkpoints:
-            return parent
-        queue.extend(after[parent])
+    """The nearest checkpoint ancestor: breadth first, and among the checkpoints equally near, the
+    one that comes last in the recipe's order (``after``'s order), so a merge of sft and dpo is
+    gated against dpo, the checkpoint it follows."""
+    order = {stage: i for i, stage in enumerate(after)}
+    level, seen = list(after[name]), set()
+    while level:
+        level = [p for p in dict.fromkeys(level) if p not in seen]
+        seen.update(level)
+        found = [p for p in level if p in checkpoints]
+        if found:
+            return max(found, key=order.__getitem__)
+        level = [q for p in level for q in after[p]]
     return None
 
 

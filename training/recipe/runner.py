@@ -92,6 +92,20 @@ def exclusive(root: Path) -> Iterator[None]:
         yield
 
 
+def held(root: Path) -> bool:
+    """Whether a recipe run holds ``root`` now (status tells running from interrupted by it)."""
+    lock = root / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def run_planned(recipe: Recipe, planned: list[Planned], root: Path, *, progress: bool, echo) -> dict:
     record = new_record(recipe, planned, read_record(root))
     write_json_atomic(root / RECORD, record, indent=2)
@@ -142,9 +156,12 @@ def measure(recipe: Recipe, planned: list[Planned], p: Planned, root: Path, reco
         if base is not None:  # its run found where it is now (a recipe directory may have been moved)
             base_root = eval_root(next(q.out for q in planned if q.name == base))
             base_state = {**read_state(base_root), "run": str(base_root / RUN_DIR)}
+        before, start = (state.get("gate") or {}).get("sha256"), time.monotonic()
         state["gate"] = {**decide(eval_root(p.out), state, base, base_state, recipe.gate, recipe.evaluation,
                                   progress=progress, echo=lambda line: echo(f"{p.name}: {line}")),
                          "policy": recipe.gate.on_fail}
+        if state["gate"]["sha256"] is not None and state["gate"]["sha256"] != before:  # the gate did work
+            state["seconds"] = {**state.get("seconds", {}), "gate": round(time.monotonic() - start, 1)}
         write_state(eval_root(p.out), state)
     except BaseException as exc:  # recorded, then raised as it came
         entry["eval"] = {"state": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
@@ -154,7 +171,7 @@ def measure(recipe: Recipe, planned: list[Planned], p: Planned, root: Path, reco
     gate = state["gate"]
     entry["eval"] = {"state": "done", "headline": eval_headline(state),
                      **{k: state.get(k) for k in ("run", "judge", "suite", "win_rate", "run_sha256",
-                                                  "judge_sha256")}, "gate": gate}
+                                                  "judge_sha256", "seconds")}, "gate": gate}
     echo(f"{p.name}: eval {entry['eval']['headline']}")
     echo(f"{p.name}: " + (f"against {gate['baseline']}: " if gate["baseline"] else "") + "; ".join(gate["lines"]))
     stop = gate["failed"] and gate["policy"] == "stop"

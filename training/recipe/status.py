@@ -3,7 +3,8 @@ output hash and headline.
 
 States: ``done`` (its output is finished and the recipe still computes the same hash),
 ``stale`` (finished, but the recipe file or an input changed since: the next run redoes it),
-``pending`` (not finished yet; ``interrupted`` or ``failed`` when a run started it).
+``running`` (a run holds the directory and is in this stage), ``pending`` (not finished yet;
+``interrupted`` or ``failed`` when a run started it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.training.recipe.evaluate import run_sha256
 from glotbench.training.recipe.resolve import finished, plan
-from glotbench.training.recipe.runner import RECORD, read_record
+from glotbench.training.recipe.runner import RECORD, held, read_record
 from glotbench.training.recipe.schema import load_recipe
 
 
@@ -29,6 +30,8 @@ class StageStatus:
     headline: str
     evaluation: str = ""
     """The eval headline and gate decision of a checkpoint stage ('' when not evaluated)."""
+    eval_seconds: float = 0.0
+    """Seconds its evaluation took (eval run, judging, gate) when it last did the work."""
 
 
 def stage_states(root: Path) -> tuple[list[StageStatus], str]:
@@ -45,7 +48,7 @@ def stage_states(root: Path) -> tuple[list[StageStatus], str]:
         current, spec = {p.name: p.sha256 for p in plan(recipe, root)}, recipe.evaluation
     except GlotbenchError as exc:  # the file moved or broke: show what the record says
         note += f" (not readable now: {exc.problem}; states as recorded)"
-    out = []
+    out, live = [], held(root)
     for name in record["order"]:
         entry = record["stages"][name]
         done = finished(Path(entry["output"])) is not None
@@ -53,12 +56,15 @@ def stage_states(root: Path) -> tuple[list[StageStatus], str]:
             state = "stale"
         elif done:
             state = "done"
+        elif live and entry["state"] == "running":
+            state = "running"
         else:
             state = {"running": "pending (interrupted)", "interrupted": "pending (interrupted)",
                      "failed": "pending (failed)"}.get(entry["state"], "pending")
         out.append(StageStatus(name, entry["kind"], tuple(entry["after"]), state, entry["sha256"],
                                entry.get("seconds"), entry.get("headline") or "",
-                               evaluation(entry.get("eval"), spec and run_sha256(spec, entry["sha256"]))))
+                               evaluation(entry.get("eval"), spec and run_sha256(spec, entry["sha256"])),
+                               sum(((entry.get("eval") or {}).get("seconds") or {}).values())))
     return out, note
 
 
@@ -74,7 +80,9 @@ def evaluation(ev: dict | None, current_sha256: str | None = None) -> str:
     gate = ev.get("gate") or {}
     against = f" against {gate['baseline']}" if gate.get("baseline") else ""
     fails = f", failed: policy {gate.get('policy')}" if gate.get("failed") else ""
-    return f"eval: {ev.get('headline')}; gate {gate.get('verdict')}{against}{fails}"
+    took = sum((ev.get("seconds") or {}).values())
+    took = f" ({took:.1f} s: " + ", ".join(f"{k} {v:.1f}" for k, v in ev["seconds"].items()) + ")" if took else ""
+    return f"eval: {ev.get('headline')}; gate {gate.get('verdict')}{against}{fails}{took}"
 
 
 def status_text(root: Path) -> str:
@@ -88,6 +96,8 @@ def status_text(root: Path) -> str:
         if r.evaluation:
             lines.append(f"{'':<{width}}  {r.evaluation}")
     total = sum(r.seconds or 0 for r in rows)
+    evals = sum(r.eval_seconds for r in rows)
     done = sum(r.state == "done" for r in rows)
-    lines.append(f"{done}/{len(rows)} stages done, {total:.1f} s of stage time recorded")
+    lines.append(f"{done}/{len(rows)} stages done, {total:.1f} s of stage time recorded"
+                 + (f" (+ {evals:.1f} s of evaluation)" if evals else ""))
     return "\n".join(lines)
