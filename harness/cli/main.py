@@ -21,8 +21,10 @@ import traceback
 
 from glotbench.harness.cli import (
     compare,
+    export,
     gate,
     import_answers,
+    import_lmeval,
     judge,
     merge,
     recipe,
@@ -35,7 +37,7 @@ from glotbench.harness.cli import tasks as tasks_verb
 from glotbench.harness.core.errors import GlotbenchError, first_line
 
 # The verbs in the order ``glotbench --help`` lists them; each module has register() and run().
-VERBS = (run, compare, judge, import_answers, table, report, gate, merge, train, recipe, tasks_verb)
+VERBS = (run, compare, judge, import_answers, import_lmeval, export, table, report, gate, merge, train, recipe, tasks_verb)
 
 EXIT_OS_ERROR = 74  # EX_IOERR of sysexits.h; 1 stays the gate's "regression"
 EXIT_INTERNAL = 70
