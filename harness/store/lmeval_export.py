@@ -72,8 +72,12 @@ def export_lmeval(run_dir: Path, out: Path) -> Exported:
                 per_task.setdefault(name, []).extend(lines)
                 origin[name] = (task_name, lang)
     if not per_task:
-        raise GlotbenchError(f"run {run_dir} has no task lm-eval has ({', '.join(run.tasks())})",
+        raise GlotbenchError(f"run {run_dir} has no per-example records of a task lm-eval has "
+                             f"({', '.join(run.tasks())})",
                              "export runs of " + ", ".join(m.task for m in lmeval.TASKS))
+    for name, lines in per_task.items():  # lm-eval writes filter by filter, each in doc order
+        order = list(lmeval.task_map(origin[name][0]).metrics.values())
+        lines.sort(key=lambda x: [flt for _, flt, _ in order].index(x["filter"]))
     folder.mkdir(parents=True, exist_ok=True)
     for name, lines in per_task.items():
         with open(folder / f"samples_{name}_{stamp}.jsonl", "w", encoding="utf-8") as f:
