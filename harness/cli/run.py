@@ -21,7 +21,11 @@ def register(sub) -> None:
     r = sub.add_parser("run", help="evaluate a model on tasks and write a run directory",
                        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--model", default="embedded",
-                   help="'embedded' (default: SmolLM2-135M-Instruct) or hf:<dir or hub id>")
+                   help="'embedded' (default: SmolLM2-135M-Instruct), hf:<dir or hub id>, or openai:<served "
+                        "model id> with --base-url (key from OPENAI_API_KEY; none needed for a local server)")
+    r.add_argument("--base-url", default=None, metavar="URL",
+                   help="openai:<name>: the OpenAI-compatible server (e.g. http://localhost:8000/v1 from "
+                        "vllm serve; default: the OpenAI API)")
     r.add_argument("--tasks", default=None,
                    help="comma-separated tasks or suites (default: the offline suite: every task "
                         "with bundled or --data-dir data; generative tasks limited on CPU)")
@@ -118,7 +122,7 @@ def run(args) -> int:
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
                     results_dir=args.results_dir, chat=args.chat, fewshot_as=args.fewshot_as,
                     max_new_tokens=args.max_new_tokens, task_limits=task_limits,
-                    task_max_new_tokens=task_tokens, task_langs=task_langs,
+                    task_max_new_tokens=task_tokens, task_langs=task_langs, base_url=args.base_url,
                     xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
                     xcomet_fp16=args.xcomet_fp16)
     notes: list[str] = []

@@ -1,4 +1,6 @@
-"""Model specs → backends. ``embedded`` (default) or ``hf:<directory or hub id>``.
+"""Model specs → backends. ``embedded`` (default), ``hf:<directory or hub id>`` or
+``openai:<served model id>`` (with ``base_url``: an OpenAI-compatible server such as
+``vllm serve``; without: the OpenAI API).
 
 Later backends (vllm, openai-compatible, lm-eval adapter) register here, each loaded
 lazily with an install hint.
@@ -9,11 +11,16 @@ from __future__ import annotations
 from glotbench.harness.core.errors import GlotbenchError, ModelError
 from glotbench.harness.models.protocol import Backend
 
-FORMS = "'embedded' or 'hf:<model directory or hub id>'"
+FORMS = "'embedded', 'hf:<model directory or hub id>' or 'openai:<served model id>' (with --base-url)"
 
 
-def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16) -> Backend:
+def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
+                 base_url: str | None = None) -> Backend:
+    """``base_url``: the server of an ``openai:`` model."""
     spec = spec or "embedded"
+    if base_url and not spec.startswith("openai:"):
+        raise GlotbenchError(f"--base-url {base_url} is for served models, not --model {spec}",
+                             "use --model openai:<served model id> with --base-url, or drop --base-url")
     if spec == "embedded":
         from glotbench.harness.models import embedded
         from glotbench.harness.models.hf import HFBackend
@@ -31,4 +38,8 @@ def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "auto",
         from glotbench.harness.models.hf import HFBackend
 
         return HFBackend(target, name=spec, device=device, dtype=dtype, batch_size=batch_size)
+    if kind == "openai":
+        from glotbench.harness.models.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(target, base_url=base_url, batch_size=batch_size)
     raise GlotbenchError(f"unknown model backend {kind!r} in {spec!r}", f"use {FORMS}")

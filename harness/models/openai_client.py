@@ -1,6 +1,7 @@
-"""The one client for OpenAI-compatible chat endpoints: the OpenAI API itself, ``vllm serve``,
-or any server speaking the protocol. The pairwise judge uses it today; a served-model
-generation backend and API teachers in training are meant to use this same class.
+"""The one client for OpenAI-compatible endpoints: the OpenAI API itself, ``vllm serve``,
+or any server speaking the protocol. The pairwise judge, API teachers in training and the
+served-model backend (:mod:`glotbench.harness.models.openai_backend`: chat completions, and
+``/v1/completions`` with ``echo`` + ``logprobs`` for log-likelihoods) all use this class.
 
 It owns everything between "send these messages" and "here is the reply":
 
@@ -25,10 +26,11 @@ It owns everything between "send these messages" and "here is the reply":
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -70,6 +72,36 @@ class ChatReply:
     prompt_tokens: int
     completion_tokens: int
     finish: str | None = None
+    stop_reason: str | None = None
+    """The stop string that ended the reply, where the server says so (vLLM does; ``None``
+    after a ``stop`` finish there means the end-of-sequence token)."""
+
+
+@dataclass(frozen=True)
+class CompletionReply:
+    """One ``/v1/completions`` reply: its text and, when ``logprobs`` was asked for, one entry
+    per token (with ``echo``, the prompt's tokens first; the first has no log-probability)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish: str | None = None
+    stop_reason: str | None = None
+    tokens: tuple[str, ...] | None = None
+    token_logprobs: tuple[float | None, ...] | None = None
+    top_logprobs: tuple[dict[str, float] | None, ...] | None = None
+    text_offset: tuple[int, ...] | None = None
+    """Character offset of each token in the reply's text (the prompt's, with ``echo``)."""
+
+
+class RequestRefused(GlotbenchError):
+    """The service refused a request with a status no retry changes (the one-line error the
+    command stops with); ``status`` lets a caller tell an unsupported feature apart."""
+
+    def __init__(self, problem: str, fix: str | None = None, *, status: int | None = None, detail: str = ""):
+        super().__init__(problem, fix)
+        self.status, self.detail = status, detail
+        """The HTTP status and the service's own message."""
 
 
 class UnreadableReply(Exception):
@@ -188,27 +220,51 @@ class OpenAIClient:
         self.max_cost = max_cost
 
     async def chat(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float,
-                   seed: int | None = None) -> ChatReply:
+                   seed: int | None = None, stop: Sequence[str] = ()) -> ChatReply:
         """One chat completion: budget, concurrency, rate limit, retries. Raises
         :class:`GlotbenchError` (fatal), :class:`RetriesExhausted` or :class:`UnreadableReply`
         (API errors), :class:`BudgetExhausted` (not sent); anything else is a bug."""
-        prompt_estimate = estimate_prompt_tokens(messages)
-        self._reserve(prompt_estimate, max_tokens)
         body = [{"role": m.role, "content": m.content} for m in messages]
+        extra: dict[str, Any] = {"seed": seed} if seed is not None else {}
+        if stop:
+            extra["stop"] = list(stop)
+        return await self._send(
+            lambda: self._client.chat.completions.create(
+                model=self.model, messages=body, temperature=temperature, max_tokens=max_tokens, **extra),
+            estimate_prompt_tokens(messages), max_tokens, _read, "a chat completion")
 
-        async def call() -> ChatReply:
+    async def complete(self, prompt: str, *, max_tokens: int, temperature: float = 0.0, echo: bool = False,
+                       logprobs: int | None = None, seed: int | None = None,
+                       stop: Sequence[str] = ()) -> CompletionReply:
+        """One ``/v1/completions`` request (plain-text prompt), with the same budget,
+        concurrency, rate limit, retries and errors as :meth:`chat`."""
+        extra: dict[str, Any] = {"seed": seed} if seed is not None else {}
+        if stop:
+            extra["stop"] = list(stop)
+        if logprobs is not None:
+            extra["logprobs"] = logprobs
+        return await self._send(
+            lambda: self._client.completions.create(
+                model=self.model, prompt=prompt, temperature=temperature, max_tokens=max_tokens, echo=echo,
+                **extra),
+            len(prompt) // 4, max_tokens, _read_completion, "a completion")
+
+    async def _send(self, create: Callable[[], Awaitable[Any]], prompt_estimate: int, max_tokens: int,
+                    read: Callable[[Any], Any], what: str) -> Any:
+        """Send one request built by ``create`` and read its reply with ``read``."""
+        self._reserve(prompt_estimate, max_tokens)
+
+        async def call() -> Any:
             async with self._sem:
                 await self._limiter.acquire(prompt_estimate + max_tokens)
                 self.usage.requests += 1
                 try:
-                    response = await self._client.chat.completions.create(
-                        model=self.model, messages=body, temperature=temperature, max_tokens=max_tokens,
-                        **({"seed": seed} if seed is not None else {}))
+                    response = await create()
                 except (json.JSONDecodeError, self._openai.APIResponseValidationError) as exc:
                     # The request went out and a 2xx came back whose body is not a completion
                     # (the client decodes the body inside create(); nothing else there parses JSON).
-                    raise UnreadableReply(f"the reply is not a chat completion ({first_line(exc)})") from exc
-            return _read(response)
+                    raise UnreadableReply(f"the reply is not {what} ({first_line(exc)})") from exc
+            return read(response)
 
         try:
             reply = await retry_async(call, self._policy, retryable=self._retryable, on_retry=self._count_retry)
@@ -224,6 +280,24 @@ class OpenAIClient:
         self.usage.prompt_tokens += reply.prompt_tokens
         self.usage.completion_tokens += reply.completion_tokens
         return reply
+
+    async def served_models(self) -> list[dict]:
+        """``GET /v1/models``: what the endpoint serves (vLLM adds ``root``, the weights'
+        directory, and ``max_model_len``), with the same retries and errors."""
+        async def call() -> list[dict]:
+            async with self._sem:
+                self.usage.requests += 1
+                page = await self._client.models.list()
+            return [m.model_dump() if hasattr(m, "model_dump") else dict(m) for m in page.data]
+
+        try:
+            return await retry_async(call, self._policy, retryable=self._retryable, on_retry=self._count_retry)
+        except RetriesExhausted as exc:
+            if type(exc.last) is self._openai.APIConnectionError:
+                raise self._unreachable(exc.last) from None
+            raise
+        except self._openai.APIStatusError as exc:
+            raise self._refused(exc) from None
 
     async def close(self) -> None:
         await self._client.close()
@@ -245,28 +319,29 @@ class OpenAIClient:
     def _count_retry(self, attempt: int, exc: BaseException, delay: float) -> None:
         self.usage.retries[_kind(exc)] += 1
 
-    def _refused(self, exc: Any) -> GlotbenchError:
+    def _refused(self, exc: Any) -> RequestRefused:
         """The one-line error for a request the service refused (no retry can change it)."""
         status, detail, h = exc.status_code, _message(exc), self.hints
+        refuse = functools.partial(RequestRefused, status=status, detail=detail)
         where = f"{h.what} {self.base_url}"
         if status == 401:
-            return GlotbenchError(f"{where} rejected the API key (401: {detail})",
-                                  "set OPENAI_API_KEY to a valid key for this endpoint")
+            return refuse(f"{where} rejected the API key (401: {detail})",
+                          "set OPENAI_API_KEY to a valid key for this endpoint")
         if status == 403:
-            return GlotbenchError(f"{where} refused access (403: {detail})",
-                                  f"check the key's permissions for model {self.model}")
+            return refuse(f"{where} refused access (403: {detail})",
+                          f"check the key's permissions for model {self.model}")
         if status == 404:
-            return GlotbenchError(f"{where} has no model {self.model!r} (404: {detail})",
-                                  f"check the model of {h.model} (an OpenAI-compatible server lists its "
-                                  "models at /v1/models)")
+            return refuse(f"{where} has no model {self.model!r} (404: {detail})",
+                          f"check the model of {h.model} (an OpenAI-compatible server lists its "
+                          "models at /v1/models)")
         if _code(exc) == "insufficient_quota":
-            return GlotbenchError(f"{where} reports no quota left ({status}: {detail})",
-                                  "add credit to the account of OPENAI_API_KEY")
+            return refuse(f"{where} reports no quota left ({status}: {detail})",
+                          "add credit to the account of OPENAI_API_KEY")
         if status in (400, 422):
-            return GlotbenchError(f"{where} refused the request ({status}: {detail})",
-                                  f"check {h.max_tokens} and the model of {h.model}")
-        return GlotbenchError(f"{where} refused the request ({status}: {detail})",
-                              "this status is not transient, so it was not retried; check the endpoint")
+            return refuse(f"{where} refused the request ({status}: {detail})",
+                          f"check {h.max_tokens} and the model of {h.model}")
+        return refuse(f"{where} refused the request ({status}: {detail})",
+                      "this status is not transient, so it was not retried; check the endpoint")
 
     def _unreachable(self, exc: BaseException) -> GlotbenchError:
         return GlotbenchError(f"cannot reach {self.hints.what} {self.base_url} ({_message(exc)})",
@@ -290,8 +365,35 @@ def _read(response: Any) -> ChatReply:
     usage = getattr(response, "usage", None)
     tokens = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
     finish = getattr(choices[0], "finish_reason", None)
+    stop_reason = getattr(choices[0], "stop_reason", None)
     return ChatReply(content or "", *(t if isinstance(t, int) else 0 for t in tokens),
-                     finish if isinstance(finish, str) else None)
+                     finish if isinstance(finish, str) else None,
+                     stop_reason if isinstance(stop_reason, str) else None)
+
+
+def _read_completion(response: Any) -> CompletionReply:
+    """A ``/v1/completions`` reply; :class:`UnreadableReply` when it has no readable choice."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise UnreadableReply("the reply has no choices")
+    choice = choices[0]
+    text = getattr(choice, "text", None)
+    if not isinstance(text, str):
+        raise UnreadableReply("the reply's first choice has no text")
+    usage = getattr(response, "usage", None)
+    counts = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
+    finish, stop_reason = getattr(choice, "finish_reason", None), getattr(choice, "stop_reason", None)
+    lp = getattr(choice, "logprobs", None)
+    fields: dict[str, Any] = {}
+    if lp is not None:
+        for name in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+            value = getattr(lp, name, None)
+            if value is not None and not isinstance(value, list):
+                raise UnreadableReply(f"the reply's logprobs.{name} is a {type(value).__name__}, not a list")
+            fields[name] = tuple(value) if value is not None else None
+    return CompletionReply(text, *(t if isinstance(t, int) else 0 for t in counts),
+                           finish if isinstance(finish, str) else None,
+                           stop_reason if isinstance(stop_reason, str) else None, **fields)
 
 
 def _kind(exc: BaseException) -> str:

@@ -45,6 +45,8 @@ class RunConfig:
     task_max_new_tokens: dict[str, int] = field(default_factory=dict)
     """Per-task generation lengths where ``max_new_tokens`` is None (the default run on CPU
     shortens open-ended completions)."""
+    base_url: str | None = None
+    """openai backend: the OpenAI-compatible server (None: the OpenAI API)."""
     xcomet: str | None = None
     """Also score translation tasks with this COMET model (hub id or checkpoint path)."""
     xcomet_batch_size: int = 8

@@ -47,7 +47,10 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     started = time.time()
     if cfg.output:
         check_new(Path(cfg.output))  # before the model loads: a taken name fails at once
-    backend = load_backend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    backend = load_backend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+                           base_url=cfg.base_url)
+    if hasattr(backend, "expect_loglikelihood"):  # a served model's refusal names these tasks
+        backend.expect_loglikelihood(sorted({u.task.name for u in units if u.task.output_type != "generate"}))
     name = cfg.output or str(Path(cfg.results_dir) / timestamped(backend.identity.name.split("/")[-1]))
     writer = RunWriter(Path(name))
     cache = None
