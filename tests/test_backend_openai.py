@@ -245,6 +245,22 @@ def test_mgsm_chat_generations_vs_hf(served, hf):
         assert a.text[:20] == b.text[:20]
 
 
+@pytest.mark.slow
+def test_plain_text_generation_through_completions(served, hf):
+    """--chat off: the plain-text prompt goes to /v1/completions."""
+    cfg = RunConfig(tasks=("mgsm",), langs=("en",), limit=2, data="bundled", max_new_tokens=48, chat="off")
+    [unit] = plan(cfg)
+    generation_requests(unit, cfg, served)
+    assert not unit.chat and parse_messages(unit.requests[0][0].prompt) is None
+    ours = served.generate([reqs[0] for reqs in unit.requests])
+    ref = hf.generate([reqs[0] for reqs in unit.requests])
+    print(f"\nmgsm/en plain text greedy, 48 new tokens: {sum(a.text == b.text for a, b in zip(ours, ref))}/"
+          f"{len(ref)} identical to the HF backend")
+    for a, b in zip(ours, ref):
+        assert a.text and a.text[:20] == b.text[:20]
+        assert a.finish in ("stop", "length") and (a.finish == "stop") == (b.finish == "stop")
+
+
 def cached_rows(db: Path) -> int:
     if not db.exists():
         return 0
