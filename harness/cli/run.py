@@ -50,6 +50,12 @@ def register(sub) -> None:
                         "in one user turn")
     r.add_argument("--max-new-tokens", type=int, default=None,
                    help="override the generation length of generative tasks")
+    r.add_argument("--max-model-len", type=int, default=None, metavar="N",
+                   help="vllm: the engine's context length (default: the model's; 2048 on CPU)")
+    r.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N",
+                   help="vllm: GPUs one model replica spans")
+    r.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F",
+                   help="vllm: share of each GPU's memory the engine may take")
     r.add_argument("--xcomet", nargs="?", const="Unbabel/XCOMET-XL", default=None, metavar="MODEL",
                    help="also score translation tasks with xCOMET (default model Unbabel/XCOMET-XL; or "
                         "a hub id or local COMET checkpoint), in an isolated COMET environment built "
@@ -122,7 +128,9 @@ def run(args) -> int:
                     device=args.device, dtype=args.dtype, seed=args.seed, output=args.output,
                     results_dir=args.results_dir, chat=args.chat, fewshot_as=args.fewshot_as,
                     max_new_tokens=args.max_new_tokens, task_limits=task_limits,
-                    task_max_new_tokens=task_tokens, task_langs=task_langs, base_url=args.base_url,
+                    task_max_new_tokens=task_tokens, task_langs=task_langs,
+                    max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
+                    gpu_memory_utilization=args.gpu_memory_utilization, base_url=args.base_url,
                     xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
                     xcomet_fp16=args.xcomet_fp16)
     notes: list[str] = []

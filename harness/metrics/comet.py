@@ -22,25 +22,21 @@ device class and the precision.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
+from glotbench.harness.core import isolated_env
 from glotbench.harness.core.errors import GlotbenchError
-from glotbench.harness.core.hashing import json_sha256, memo_file_sha256, write_json_atomic
-from glotbench.harness.core.paths import cache_dir
+from glotbench.harness.core.hashing import json_sha256, memo_file_sha256
 
 DEFAULT_MODEL = "Unbabel/XCOMET-XL"
 REQUIREMENTS = ("torch==2.13.0", "unbabel-comet==2.2.7", "setuptools<81")
 WORKER = Path(__file__).resolve().parent / "comet_worker.py"
-READY = ".glotbench-ready"
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 ENV_LIBRARIES = ("unbabel-comet", "torch", "transformers", "tokenizers", "numpy")
 """Libraries of the COMET environment that compute a score; their versions are in the key."""
@@ -50,86 +46,25 @@ class CometError(GlotbenchError):
     """The xCOMET environment or model is unusable."""
 
 
+def spec() -> isolated_env.EnvSpec:
+    """The COMET environment (read at call time: tests replace REQUIREMENTS)."""
+    return isolated_env.EnvSpec(
+        label="xCOMET", variable="GLOTBENCH_COMET_ENV", default_dir="comet-env", requirements=REQUIREMENTS,
+        probe="import importlib.util, sys; sys.exit(importlib.util.find_spec('comet') is None)",
+        check="from comet.models import XCOMETMetric", duration="~1.5 min", error=CometError)
+
+
 def env_dir() -> Path:
-    env = os.environ.get("GLOTBENCH_COMET_ENV")
-    return Path(env).expanduser() if env else cache_dir() / "comet-env"
-
-
-def _python(env: Path) -> Path:
-    return env / "bin" / "python"
-
-
-def _has_comet(python: Path) -> bool:
-    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('comet') is None)"
-    return python.is_file() and subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
+    return isolated_env.env_dir(spec())
 
 
 def ensure_env(env: Path | None = None, log=None) -> Path:
     """The Python of a ready COMET environment, building it first if needed."""
-    env = Path(env) if env is not None else env_dir()
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    if (env / READY).is_file() and _python(env).is_file():
-        return _python(env)
-    if not (env / READY).exists() and _has_comet(_python(env)) and not (env / ".glotbench-building").exists():
-        return _python(env)  # a user-provided venv with unbabel-comet installed
-    with _lock(env.parent / f".{env.name}.lock"):
-        if (env / READY).is_file():  # built by another process while we waited
-            return _python(env)
-        return _build(env, log)
-
-
-@contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return isolated_env.ensure(spec(), env, log, build=lambda e, lg: _build(e, lg))
 
 
 def _build(env: Path, log) -> Path:
-    import shutil
-
-    build_log = env.parent / f"{env.name}-build.log"
-    fix = (f"see {build_log}; the build needs the package index (pip install {' '.join(REQUIREMENTS)}), "
-           "or point GLOTBENCH_COMET_ENV at a virtualenv that has unbabel-comet 2.2.7")
-    if env.exists():
-        shutil.rmtree(env)
-    log(f"xcomet: building the isolated COMET environment in {env} (one time, ~1.5 min) ...")
-    t0 = time.time()
-    env.mkdir(parents=True)
-    (env / ".glotbench-building").touch()
-    # No --clear: it would delete the building marker (the directory was emptied above).
-    steps = [[sys.executable, "-m", "venv", str(env)],
-             [str(_python(env)), "-m", "pip", "install", "--disable-pip-version-check", *REQUIREMENTS],
-             [str(_python(env)), "-c", "from comet.models import XCOMETMetric"]]
-    with open(build_log, "w", encoding="utf-8") as out:
-        for cmd in steps:
-            out.write(f"$ {' '.join(cmd)}\n")
-            out.flush()
-            try:
-                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
-            except OSError as exc:
-                shutil.rmtree(env, ignore_errors=True)
-                raise CometError(f"cannot build the xCOMET environment in {env}: {exc.strerror}", fix) from None
-            if proc.returncode != 0:
-                shutil.rmtree(env, ignore_errors=True)
-                raise CometError(f"cannot build the xCOMET environment in {env}: '{' '.join(cmd[1:4])}' "
-                                 f"failed ({_last_line(build_log)})", fix)
-    seconds = round(time.time() - t0, 1)
-    (env / ".glotbench-building").unlink(missing_ok=True)
-    write_json_atomic(env / READY, {"requirements": list(REQUIREMENTS), "python": sys.version.split()[0],
-                                    "build_seconds": seconds})
-    log(f"xcomet: environment ready in {seconds} s")
-    return _python(env)
-
-
-def _last_line(path: Path) -> str:
-    lines = [x.strip() for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
-    errors = [x for x in lines if x.startswith("ERROR")]
-    return (errors or lines or ["no output"])[-1][:200]
+    return isolated_env.build_env(spec(), env, log)
 
 
 def model_identity(model: str) -> str:
@@ -241,7 +176,7 @@ def _run_worker(python: Path, model: str, segments: list[dict], batch_size: int,
                                  "XCOMET-XL is gated: accept its licence first) and reuse that "
                                  "HF cache, or pass a local checkpoint with --xcomet PATH")
             why = out["message"] if out is not None else \
-                f"the worker exited with status {proc.returncode} ({_last_line(errlog)})"
+                f"the worker exited with status {proc.returncode} ({isolated_env.last_line(errlog)})"
             raise CometError(f"xCOMET scoring failed: {why[:300]}",
                              f"check the model and the COMET environment ({python.parent.parent})")
         if len(out["scores"]) != len(segments):

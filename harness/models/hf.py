@@ -1,10 +1,7 @@
 """transformers backend: log-likelihoods with shared-prefix KV reuse, batched generation.
 
-Tokenisation reproduces lm-eval 0.4.13's ``HFLM`` exactly (trailing context spaces move to
-the continuation; ``context + continuation`` is encoded whole and split after the tokens
-of the context alone; no special tokens unless the tokenizer adds them by default; an
-empty context becomes the BOS/EOS token; over-long inputs are truncated from the left),
-so per-example log-likelihoods match lm-eval's to float precision.
+Tokenisation reproduces lm-eval 0.4.13's ``HFLM`` exactly (tokens.py, shared with the vLLM
+backend), so per-example log-likelihoods match lm-eval's to float precision.
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ from glotbench.harness.core.versions import ANSWER_LIBRARIES, library_versions
 from glotbench.harness.models.prefix import Call, Group, cached_shared, plan_calls, plan_groups
 from glotbench.harness.models.prefix import Sequence as TokSeq
 from glotbench.harness.models.protocol import ModelIdentity
+from glotbench.harness.models.tokens import PairEncoder
 
 # Every file that can change an answer: weights, the model config, the tokenizer (fast, slow
 # and sentencepiece forms, special and added tokens) and the generation defaults.
@@ -139,8 +137,8 @@ class HFBackend:
             hardware=hardware(self.device), attn_implementation=self.model.config._attn_implementation,
             libraries=library_versions(ANSWER_LIBRARIES),
         )
-        tok = self.tokenizer
-        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.encoder = PairEncoder(self.tokenizer, self.max_length)
+        self.prefix_token_id = self.encoder.prefix_token_id
 
     def release(self) -> None:
         """Free the weights (the tokenizer stays): makes room on the GPU for a later stage
@@ -154,33 +152,12 @@ class HFBackend:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    # ---- tokenisation (lm-eval's conventions) -------------------------------------
+    # ---- tokenisation (lm-eval's conventions: tokens.py) ---------------------------
     def _encode(self, text: str) -> list[int]:
-        # A prompt rendered by the chat template already carries its BOS text; adding the
-        # tokenizer's special tokens again would double it.
-        bos = self.tokenizer.bos_token
-        return self.tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
+        return self.encoder.encode(text)
 
     def encode_pair(self, context: str, continuation: str) -> TokSeq:
-        if not context:
-            cont = self._encode(continuation)
-            return TokSeq(tuple([self.prefix_token_id] + cont), 1)
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self._encode(context + continuation)
-        ctx = self._encode(context)
-        tokens = ctx + whole[len(ctx):]
-        n_ctx = len(ctx)
-        if len(tokens) > self.max_length + 1:  # left-truncate, as lm-eval does
-            cut = len(tokens) - (self.max_length + 1)
-            if cut >= n_ctx:
-                raise GlotbenchError(
-                    f"a continuation of {len(tokens) - n_ctx} tokens exceeds the model's "
-                    f"context of {self.max_length}", "shorten the item or use a longer-context model")
-            tokens, n_ctx = tokens[cut:], n_ctx - cut
-        return TokSeq(tuple(tokens), n_ctx)
+        return self.encoder.encode_pair(context, continuation)
 
     # ---- log-likelihood ----------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -393,16 +370,10 @@ class HFBackend:
     @property
     def chat_template(self) -> str | None:
         """The model's chat template (None: a base model without one)."""
-        template = getattr(self.tokenizer, "chat_template", None)
-        return template if isinstance(template, str) and template else None
+        return self.encoder.chat_template
 
     def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
-        if not self.chat_template:
-            raise ModelError(f"model {self.identity.name!r} has no chat template",
-                             "evaluate it without the chat template (drop --chat)")
-        return self.tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages],
-            tokenize=False, add_generation_prompt=True)
+        return self.encoder.apply_chat_template(messages, self.identity.name)
 
 
 def _same_settings(a: GenerationRequest, b: GenerationRequest) -> bool:

@@ -45,6 +45,12 @@ class RunConfig:
     task_max_new_tokens: dict[str, int] = field(default_factory=dict)
     """Per-task generation lengths where ``max_new_tokens`` is None (the default run on CPU
     shortens open-ended completions)."""
+    max_model_len: int | None = None
+    """vllm backend: the engine's context length (None: the model's; 2048 on CPU)."""
+    tensor_parallel_size: int = 1
+    """vllm backend: GPUs one model replica spans."""
+    gpu_memory_utilization: float = 0.9
+    """vllm backend: share of each GPU's memory the engine may take."""
     base_url: str | None = None
     """openai backend: the OpenAI-compatible server (None: the OpenAI API)."""
     xcomet: str | None = None

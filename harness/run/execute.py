@@ -48,6 +48,8 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     if cfg.output:
         check_new(Path(cfg.output))  # before the model loads: a taken name fails at once
     backend = load_backend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+                           vllm={"max_model_len": cfg.max_model_len, "tensor_parallel_size": cfg.tensor_parallel_size,
+                                 "gpu_memory_utilization": cfg.gpu_memory_utilization},
                            base_url=cfg.base_url)
     if hasattr(backend, "expect_loglikelihood"):  # a served model's refusal names these tasks
         backend.expect_loglikelihood(sorted({u.task.name for u in units if u.task.output_type != "generate"}))
@@ -114,6 +116,8 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     finally:
         if cache is not None:
             cache.close()
+        if hasattr(backend, "release"):
+            backend.release()  # the vllm backend's worker and engine processes end here
 
 
 def open_cache(cfg: RunConfig) -> RequestCache:
