@@ -122,3 +122,26 @@ def test_bad_engine_options_are_one_line_errors(vllm_python, embedded_dir):
         load_backend("vllm:embedded", vllm={"gpu_memory_utilization": 1.5})
     with pytest.raises(GlotbenchError, match="does not exist"):
         load_backend("vllm:/nonexistent/model")
+
+
+def test_online_dpo_samples_on_vllm_when_its_config_says_backend_vllm(vllm_python, tmp_path, embedded_dir,
+                                                                        tiny_rm_dir):
+    """The recipe's scale switch for online-DPO sampling is a config key, not code: backend: vllm."""
+    from glotbench.harness.core.records import ChatMessage
+    from glotbench.harness.run.cache import RequestCache
+    from glotbench.training.core.records import Prompt
+    from glotbench.training.online import sampling
+    from glotbench.training.online.config import parse_config
+
+    cfg = parse_config({"policy": f"hf:{embedded_dir}", "prompts": {"file": "unused.jsonl"},
+                        "scorer": {"reward_model": str(tiny_rm_dir)}, "backend": "vllm", "dtype": "float32",
+                        "sampling": {"temperature": 0.8, "max_new_tokens": 8, "seed": 0}})
+    prompts = [Prompt(f"p{i}", "en", (ChatMessage("user", q),)) for i, q in enumerate(("Name a colour.", "Count to 3."))]
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    samples, gen = sampling.generate(cfg, embedded_dir, prompts, 2, 0, cache, lambda n: None)
+    assert gen.backend.identity.backend == "vllm" and samples.identity["backend"] == "vllm"
+    assert len(samples.candidates) == 4 and samples.generated == 4 and all(c.completion for c in samples.candidates)
+    again, _ = sampling.generate(cfg, embedded_dir, prompts, 2, 0, cache, lambda n: None)
+    assert again.from_cache == 4 and [c.completion for c in again.candidates] == [c.completion for c in samples.candidates]
+    with pytest.raises(GlotbenchError, match="backend must be one of hf, vllm"):
+        parse_config({"policy": f"hf:{embedded_dir}", "prompts": {}, "scorer": {}, "backend": "tgi"})

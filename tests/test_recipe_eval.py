@@ -210,6 +210,7 @@ REFUSALS = {
     "paid-judge-without-consent": (lambda t, o: {"eval": bad(t, o, oe_judge="openai:gpt-4o")},
                                    "is the paid OpenAI API and a recipe runs unattended"),
     "unknown-open-key": (lambda t, o: {"eval": bad(t, o, oe_oponent="x")}, "did you mean 'opponent'?"),
+    "unknown-backend": (lambda t, o: {"eval": bad(t, o, backend="vlm")}, "backend 'vlm' is not one of hf, vllm"),
     "bad-gate-policy": (lambda t, o: {"eval": bad(t, o), "gate": {"policy": "halt"}}, "policy 'halt' is not one of"),
     "bad-gate-option": (lambda t, o: {"eval": bad(t, o), "gate": {"alpah": 0.1}}, "unknown key 'alpah'"),
     "bad-gate-value": (lambda t, o: {"eval": bad(t, o), "gate": {"alpha": 2}}, "alpha must be a number in (0, 0.5)"),

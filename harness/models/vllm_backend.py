@@ -110,6 +110,12 @@ class VLLMBackend:
             self.engine.close()
         self.engine = None
 
+    def __del__(self) -> None:  # a dropped backend (an online-DPO iteration's sampler) frees its engine
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 — interpreter shutdown: atexit closes the worker
+            pass
+
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         seqs = [self.encoder.encode_pair(r.context, r.continuation) for r in requests]
         if not seqs:

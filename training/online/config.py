@@ -14,6 +14,7 @@ dpo: {beta: [0.1, 0.1, 0.05], loss_type: sigmoid, learning_rate: 5.0e-7, epochs:
 merge: {seeds: [0], previous: 0.0}  # optional: one DPO run per seed, averaged with the start's weights
 seed: 0
 batch_size: 8                       # generation batch
+backend: hf                         # hf | vllm: what samples (and scores the KL's log-probabilities)
 device: auto
 dtype: auto
 ```
@@ -34,7 +35,8 @@ from typing import Any
 from glotbench.training.core.config import ConfigError, check_keys, load_yaml, resolve_path, typed
 
 TOP_KEYS = ("policy", "prompts", "held_out", "iterations", "samples_per_prompt", "sampling", "eval_samples",
-            "scorer", "min_gap", "dpo", "merge", "seed", "batch_size", "device", "dtype")
+            "scorer", "min_gap", "dpo", "merge", "seed", "batch_size", "device", "dtype", "backend")
+BACKENDS = ("hf", "vllm")
 SAMPLING_KEYS = ("temperature", "max_new_tokens", "seed")
 MERGE_KEYS = ("seeds", "previous")
 SET_BY_LOOP = ("policy", "reference", "data", "seed", "min_gap", "eval_fraction")
@@ -75,6 +77,8 @@ class OnlineConfig:
     batch_size: int = 8
     device: str = "auto"
     dtype: str = "auto"
+    backend: str = "hf"
+    """The generating backend: hf (transformers) or vllm (docs/running.md#vllm-backend)."""
 
     @property
     def merges(self) -> bool:
@@ -107,12 +111,16 @@ def parse_config(raw: Any, path: Path | None = None) -> OnlineConfig:
     betas = _betas(dpo.pop("beta", 0.1), iterations, f"{where}: dpo.beta")
     seed = typed(raw, "seed", int, where, 0)
     seeds, previous = _merge(raw.get("merge"), seed, f"{where}: merge")
+    backend = typed(raw, "backend", str, where, "hf")
+    if backend not in BACKENDS:
+        raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)}, not {backend!r}",
+                          "backend: vllm samples on vLLM (GPU, or its isolated CPU environment)")
     return OnlineConfig(policy=_policy(raw, where, path), prompts=raw["prompts"], scorer=raw["scorer"], raw=raw,
                         path=path, held_out=held, iterations=iterations, samples_per_prompt=k, sampling=sampling,
                         eval_samples=_int(raw, "eval_samples", where, 1, 1), min_gap=min_gap, dpo=dpo,
                         betas=betas, seeds=seeds, previous=previous, seed=seed,
                         batch_size=_int(raw, "batch_size", where, 8, 1), device=typed(raw, "device", str, where, "auto"),
-                        dtype=typed(raw, "dtype", str, where, "auto"))
+                        dtype=typed(raw, "dtype", str, where, "auto"), backend=backend)
 
 
 def _dpo_keys() -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 (held-out prompts) measure their log-probabilities under the policy and the initial policy.
 
 Generation is the arbitrage stage's generating teacher (training/arbitrage/teachers.py): the
-transformers backend through a request cache keyed by the checkpoint's weights hash and the
+config's backend (transformers, or vLLM with ``backend: vllm``) through a request cache keyed by the checkpoint's weights hash and the
 full request, committed in fixed chunks, so a loop killed mid-generation resumes without
 regenerating and gives the completions an uninterrupted run gives. Sample ``k`` of a prompt
 uses seed ``seed + k``.
@@ -50,7 +50,7 @@ def generate(cfg: OnlineConfig, policy: Path, prompts: Sequence[Prompt], k: int,
              progress: Callable[[int], None]) -> tuple[Samples, Generating]:
     """K samples per prompt from the checkpoint ``policy`` (unscored); the loaded generator too
     (its backend scores log-probabilities for the KL estimate)."""
-    teacher = TeacherConfig(name=POLICY, model=f"hf:{policy}", samples=k, temperature=cfg.sampling.temperature,
+    teacher = TeacherConfig(name=POLICY, model=f"{cfg.backend}:{policy}", samples=k, temperature=cfg.sampling.temperature,
                             max_new_tokens=cfg.sampling.max_new_tokens, seed=seed)
     gen = Generating(teacher, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
     run = gen.run(prompts, cache, progress)
@@ -76,7 +76,7 @@ def logprobs(backend, prompts: Mapping[str, Prompt], candidates: Sequence[Candid
 
 
 def load_scoring_backend(cfg: OnlineConfig, checkpoint: Path):
-    """The transformers backend of ``checkpoint`` for log-probabilities only."""
+    """The config's backend of ``checkpoint`` for log-probabilities only."""
     from glotbench.harness.models.loader import load_backend
 
-    return load_backend(f"hf:{checkpoint}", device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    return load_backend(f"{cfg.backend}:{checkpoint}", device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)

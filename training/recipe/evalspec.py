@@ -7,6 +7,7 @@ eval:                              # run on every stage that outputs a policy ch
   limit: 50                        # items per language (default: all)
   data_dir: ../shared/data         # optional, as glotbench run --data-dir
   batch_size: 16                   # optional, also device, dtype, seed
+  backend: hf                      # or vllm (+ tensor_parallel_size: N): what answers the suite
   open_ended:                      # optional: completions judged against a fixed opponent
     task: m_arenahard
     languages: [en]
@@ -44,7 +45,8 @@ from glotbench.harness.store.schema import RunRecord
 from glotbench.harness.taskapi.registry import expand, get_task
 from glotbench.training.core.config import ConfigError, check_keys, positive, resolve_path, typed
 
-EVAL_KEYS = ("tasks", "languages", "limit", "data_dir", "batch_size", "device", "dtype", "seed", "open_ended")
+EVAL_KEYS = ("tasks", "languages", "limit", "data_dir", "batch_size", "device", "dtype", "seed", "backend",
+             "tensor_parallel_size", "open_ended")
 OPEN_KEYS = ("task", "languages", "limit", "max_new_tokens", "opponent", "judge", "base_url", "tie_margin",
              "max_cost")
 GATE_POLICIES = ("stop", "warn", "continue")
@@ -75,6 +77,10 @@ class EvalSpec:
     device: str = "auto"
     dtype: str = "auto"
     seed: int = 1234
+    backend: str = "hf"
+    """What answers: hf (transformers) or vllm (docs/running.md#vllm-backend)."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs one replica spans."""
     open_ended: OpenEnded | None = None
     raw: dict = field(default_factory=dict)
     """The block as written (hashed: an edit reruns the evaluations, not the training)."""
@@ -136,8 +142,10 @@ def parse_eval(block: object, path: Path) -> EvalSpec:
                               "give the folder holding the data (layout of ../shared/data)")
     device = typed(block, "device", str, where, "auto")
     dtype = typed(block, "dtype", str, where, "auto")
+    backend = typed(block, "backend", str, where, "hf")
     for key, value, allowed in (("device", device, ("auto", "cpu", "cuda")),
-                                ("dtype", dtype, ("auto", "float32", "bfloat16", "float16"))):
+                                ("dtype", dtype, ("auto", "float32", "bfloat16", "float16")),
+                                ("backend", backend, ("hf", "vllm"))):
         if value not in allowed:
             raise ConfigError(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}"
                               f"{close_match(value, allowed)}", f"{key}: {allowed[0]}")
@@ -145,8 +153,9 @@ def parse_eval(block: object, path: Path) -> EvalSpec:
     return EvalSpec(tasks=tuple(languages), languages=languages, limit=positive(block, "limit", int, where)
                     if "limit" in block else None, data_dir=data_dir,
                     batch_size=positive(block, "batch_size", int, where) if "batch_size" in block else 16,
-                    device=device, dtype=dtype, seed=typed(block, "seed", int, where, 1234),
-                    open_ended=open_ended, raw=block)
+                    device=device, dtype=dtype, seed=typed(block, "seed", int, where, 1234), backend=backend,
+                    tensor_parallel_size=positive(block, "tensor_parallel_size", int, where)
+                    if "tensor_parallel_size" in block else 1, open_ended=open_ended, raw=block)
 
 
 def parse_open(block: object, path: Path) -> OpenEnded:

@@ -85,7 +85,7 @@ def evaluate(name: str, stage_out: Path, checkpoint: Path, stage_sha256: str, sp
     if state.get("run_sha256") == rsha and (run_dir / "run.json").is_file():
         echo(f"{name}: eval run done ({run_dir}), skipped")
     else:
-        echo(f"{name}: eval run on hf:{checkpoint} → {run_dir}")
+        echo(f"{name}: eval run on {spec.backend}:{checkpoint} → {run_dir}")
         start = time.monotonic()
         suite_run(spec, checkpoint, run_dir, progress=progress, echo=echo)
         state["seconds"] = {"run": round(time.monotonic() - start, 1)}
@@ -126,7 +126,8 @@ def suite_run(spec: EvalSpec, checkpoint: Path, out: Path, *, progress: bool, ec
         tasks, langs[oe.task] = (*tasks, oe.task), oe.languages
         limits.update({oe.task: oe.limit} if oe.limit else {})
         tokens.update({oe.task: oe.max_new_tokens} if oe.max_new_tokens else {})
-    cfg = RunConfig(tasks=tasks, model=f"hf:{checkpoint}", data_dir=spec.data_dir, batch_size=spec.batch_size,
+    cfg = RunConfig(tasks=tasks, model=f"{spec.backend}:{checkpoint}", data_dir=spec.data_dir,
+                    batch_size=spec.batch_size, tensor_parallel_size=spec.tensor_parallel_size,
                     device=spec.device, dtype=spec.dtype, seed=spec.seed, output=str(out), task_limits=limits,
                     task_langs=langs, task_max_new_tokens=tokens)
     notes: list[str] = []
