@@ -56,6 +56,13 @@ def register(sub) -> None:
                    help="vllm: GPUs one model replica spans")
     r.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F",
                    help="vllm: share of each GPU's memory the engine may take")
+    r.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                   help="N backend replicas answering the requests, as Ray actors (one GPU each on a GPU "
+                        "cluster, a share of the cores on CPU); same predictions and scores as 1 "
+                        "(default: 1, in this process, no Ray); needs pip install 'glotbench[ray]'")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --data-parallel: an existing Ray cluster (its head's HOST:6379, or auto); "
+                        "default: a local Ray started for the run (docs/running.md, multi-node runs)")
     r.add_argument("--xcomet", nargs="?", const="Unbabel/XCOMET-XL", default=None, metavar="MODEL",
                    help="also score translation tasks with xCOMET (default model Unbabel/XCOMET-XL; or "
                         "a hub id or local COMET checkpoint), in an isolated COMET environment built "
@@ -71,6 +78,16 @@ def register(sub) -> None:
 def run(args) -> int:
     from glotbench.harness.store.rundir import check_new
 
+    if args.data_parallel < 1:
+        raise GlotbenchError(f"--data-parallel {args.data_parallel} must be >= 1",
+                             "give the number of backend replicas (1: this process only)")
+    if args.ray_address and args.data_parallel == 1:
+        raise GlotbenchError(f"--ray-address {args.ray_address} without --data-parallel > 1 has nothing to run",
+                             "add --data-parallel N (replicas on that cluster), or drop --ray-address")
+    if args.data_parallel > 1:
+        from glotbench.harness.run.parallel import import_ray
+
+        import_ray()  # missing Ray fails now, not after loading the data
     if args.output:
         check_new(Path(args.output))  # at once: not after minutes of loading data and the model
     from glotbench.harness.run.config import RunConfig
@@ -132,7 +149,8 @@ def run(args) -> int:
                     max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
                     gpu_memory_utilization=args.gpu_memory_utilization, base_url=args.base_url,
                     xcomet=args.xcomet, xcomet_batch_size=args.xcomet_batch_size,
-                    xcomet_fp16=args.xcomet_fp16)
+                    xcomet_fp16=args.xcomet_fp16, data_parallel=args.data_parallel,
+                    ray_address=args.ray_address)
     notes: list[str] = []
     try:
         units = plan(cfg, notes)

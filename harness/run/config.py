@@ -58,3 +58,16 @@ class RunConfig:
     xcomet_batch_size: int = 8
     xcomet_fp16: bool = False
     """Half precision for xCOMET (as the comet-score CLI; faster on a GPU)."""
+    data_parallel: int = 1
+    """Backend replicas answering the run's requests, as Ray actors (harness/run/parallel.py);
+    1: in this process, without Ray. Changes no prediction or score."""
+    ray_address: str | None = None
+    """With ``data_parallel`` > 1: an existing Ray cluster (None: a local one for this run)."""
+
+    def backend_options(self) -> dict:
+        """The keyword arguments of ``load_backend(self.model, ...)``: every replica of a
+        data-parallel run loads its backend exactly as a single-process run does."""
+        return {"device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
+                "vllm": {"max_model_len": self.max_model_len, "tensor_parallel_size": self.tensor_parallel_size,
+                         "gpu_memory_utilization": self.gpu_memory_utilization},
+                "base_url": self.base_url}

@@ -47,10 +47,12 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     started = time.time()
     if cfg.output:
         check_new(Path(cfg.output))  # before the model loads: a taken name fails at once
-    backend = load_backend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                           vllm={"max_model_len": cfg.max_model_len, "tensor_parallel_size": cfg.tensor_parallel_size,
-                                 "gpu_memory_utilization": cfg.gpu_memory_utilization},
-                           base_url=cfg.base_url)
+    if cfg.data_parallel > 1:  # replicas as Ray actors; a single-process run never imports Ray
+        from glotbench.harness.run.parallel import ReplicaPool
+
+        backend = ReplicaPool.start(cfg)
+    else:
+        backend = load_backend(cfg.model, **cfg.backend_options())
     if hasattr(backend, "expect_loglikelihood"):  # a served model's refusal names these tasks
         backend.expect_loglikelihood(sorted({u.task.name for u in units if u.task.output_type != "generate"}))
     name = cfg.output or str(Path(cfg.results_dir) / timestamped(backend.identity.name.split("/")[-1]))
@@ -107,6 +109,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
                 "host": host(),
                 "versions": versions(),
                 "timings_s": {"total": round(time.time() - started, 3), **timings},
+                **({"data_parallel": backend.provenance()} if cfg.data_parallel > 1 else {}),
             },
         }
         return writer.finish(run)
@@ -152,6 +155,9 @@ def answer_and_score(units: list[Unit], backend: Backend, cache: RequestCache, b
     """Every unit's responses (cache first, then the backend in committed chunks) and its
     per-example records and scores, in item order."""
     model_key = backend.identity.cache_key
+    # Data-parallel replicas (run/parallel.py) answer every unit's misses at once, then hand
+    # each unit the same dict _answer would have built.
+    answer = backend.answerer(units, cache, bar, counts) if hasattr(backend, "answerer") else _answer
     scored: list[tuple[Unit, list[dict], list[dict]]] = []
     pooled: dict | None = None
     for unit in units:
@@ -162,11 +168,11 @@ def answer_and_score(units: list[Unit], backend: Backend, cache: RequestCache, b
                 # Every generative request of the run at once: batches mix languages and
                 # tasks (each row stops at its own stop strings), so a language with few
                 # items never runs a batch of its own.
-                pooled = _answer([u for u in units if u.task.output_type == "generate"],
-                                 backend, cache, model_key, bar, counts)
+                pooled = answer([u for u in units if u.task.output_type == "generate"],
+                                backend, cache, model_key, bar, counts)
             answers = pooled
         else:
-            answers = _answer([unit], backend, cache, model_key, bar, counts)
+            answers = answer([unit], backend, cache, model_key, bar, counts)
         records, scores = [], []
         for sample, prompt, keys, reqs in zip(unit.item_samples(), unit.prompts, unit.keys, unit.requests):
             res = [answers[k] for k in keys]
@@ -190,6 +196,20 @@ def answer_and_score(units: list[Unit], backend: Backend, cache: RequestCache, b
 def _answer(units: list[Unit], backend: Backend, cache: RequestCache, model_key: str, bar, counts) -> dict:
     """All responses of some units (of one output type): cached ones first, the rest in
     committed chunks."""
+    found, chunks, requests, keys = pending_chunks(units, backend, cache, model_key, bar, counts)
+    for chunk in chunks:
+        batch = [requests[k] for k in chunk]
+        res = backend.generate(batch) if isinstance(batch[0], GenerationRequest) else backend.loglikelihood(batch)
+        commit(chunk, res, cache, model_key, found, keys, bar, counts)
+    return found
+
+
+def pending_chunks(units: list[Unit], backend: Backend, cache: RequestCache, model_key: str, bar,
+                   counts) -> tuple[dict, list[list[str]], dict, list[str]]:
+    """Some units' cached responses (counted), and the keys of the rest in the chunks they are
+    computed and committed in, with every request by key and the units' keys in order. The
+    chunks depend only on the units, the cache and the batch size, so data-parallel replicas
+    answer exactly the batches a single process would."""
     item_keys_all = [ks for u in units for ks in u.keys]
     keys = [k for ks in item_keys_all for k in ks]
     requests = {k: r for u in units for ks, rs in zip(u.keys, u.requests) for k, r in zip(ks, rs)}
@@ -203,6 +223,7 @@ def _answer(units: list[Unit], backend: Backend, cache: RequestCache, model_key:
     bar.update(hit)
     todo = {k for k in keys if k not in found}
     # Chunks end on item boundaries so requests that share a prefix are planned together.
+    chunks: list[list[str]] = []
     chunk: list[str] = []
     for item_keys in item_keys_all:
         for k in item_keys:
@@ -210,16 +231,16 @@ def _answer(units: list[Unit], backend: Backend, cache: RequestCache, model_key:
                 chunk.append(k)
                 todo.discard(k)
         if len(chunk) >= chunk_size:
-            _compute(chunk, requests, backend, cache, model_key, found, keys, bar, counts)
+            chunks.append(chunk)
             chunk = []
     if chunk:
-        _compute(chunk, requests, backend, cache, model_key, found, keys, bar, counts)
-    return found
+        chunks.append(chunk)
+    return found, chunks, requests, keys
 
 
-def _compute(chunk, requests, backend: Backend, cache, model_key, found, keys, bar, counts) -> None:
-    batch = [requests[k] for k in chunk]
-    res = backend.generate(batch) if isinstance(batch[0], GenerationRequest) else backend.loglikelihood(batch)
+def commit(chunk: list[str], res: list, cache: RequestCache, model_key: str, found: dict, keys: list[str],
+           bar, counts) -> None:
+    """One computed chunk into the cache (one transaction) and the answers, counted."""
     cache.put_many(model_key, [(k, asdict(r)) for k, r in zip(chunk, res)])
     found.update(zip(chunk, res))
     done = set(chunk)
