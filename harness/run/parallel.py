@@ -110,6 +110,7 @@ class ReplicaPool:
         self.chat_template = ray.get(actors[0].chat_template.remote())
         self.released = False
         self.turn = 0
+        self.chunks = [0] * len(actors)  # chunks each replica answered (provenance)
 
     @classmethod
     def start(cls, cfg: RunConfig) -> ReplicaPool:
@@ -147,15 +148,7 @@ class ReplicaPool:
         remote = ray.remote(**options)(Replica)
         actors = [remote.remote(threads) for _ in range(n)]
         loaded = gather(ray, [a.load.remote(cfg.model, cfg.backend_options()) for a in actors])
-        identity, first = loaded[0]
-        for i, (other, where) in enumerate(loaded[1:], start=1):
-            if other.cache_key != identity.cache_key:
-                a, b = asdict(identity), asdict(other)
-                fields = ", ".join(f"{k} {a[k]!r} vs {b[k]!r}" for k in a if k != "name" and a[k] != b[k])
-                raise GlotbenchError(f"replica {i} on {where['host']} computes differently from replica 0 "
-                                     f"on {first['host']} ({fields}): their answers cannot share one cache key",
-                                     "run the replicas on like nodes (same hardware, libraries and options)")
-        return cls(ray, actors, identity, [w for _, w in loaded], cfg, resources, local_dir)
+        return cls(ray, actors, same_identity(loaded), [w for _, w in loaded], cfg, resources, local_dir)
 
     # --- the Backend protocol (the driver renders prompts; answers come from answerer) ---
 
@@ -191,7 +184,7 @@ class ReplicaPool:
             queue += [(chunk, found, requests, keys) for chunk in chunks]
         queue.reverse()  # pop() from the end: chunks go out in plan order
         running: dict = {}
-        idle = [a for a in self.actors for _ in range(IN_FLIGHT)]
+        idle = [a for _ in range(IN_FLIGHT) for a in self.actors]
         while queue or running:
             while queue and idle:
                 actor = idle.pop(0)
@@ -202,6 +195,7 @@ class ReplicaPool:
             [done], _ = self.ray.wait(list(running), num_returns=1)
             actor, chunk, found, keys = running.pop(done)
             commit(chunk, gather(self.ray, [done])[0], cache, model_key, found, keys, bar, counts)
+            self.chunks[self.actors.index(actor)] += 1
             idle.append(actor)
 
         def answer(group: list[Unit], *_) -> dict:
@@ -214,7 +208,8 @@ class ReplicaPool:
         between runs: predictions and scores do not depend on it)."""
         return {"replicas": len(self.actors), "ray_address": self.cfg.ray_address or "local",
                 "ray_version": self.ray.__version__, "resources_per_replica": self.resources,
-                "replica_cache_key": self.identity.cache_key, "hosts": self.where}
+                "replica_cache_key": self.identity.cache_key,
+                "hosts": [{**w, "chunks": n} for w, n in zip(self.where, self.chunks)]}
 
     def release(self) -> None:
         """End the replicas (and the local cluster); safe to call twice."""
@@ -228,6 +223,20 @@ class ReplicaPool:
         for actor in self.actors:
             self.ray.kill(actor)
         shutdown(self.ray, self.local_dir)
+
+
+def same_identity(loaded: list[tuple[ModelIdentity, dict]]) -> ModelIdentity:
+    """The replicas' one identity: answers are cached under one key, so replicas that would
+    compute differently (another GPU, library version, dtype, ...) are refused."""
+    identity, first = loaded[0]
+    for i, (other, where) in enumerate(loaded[1:], start=1):
+        if other.cache_key != identity.cache_key:
+            a, b = asdict(identity), asdict(other)
+            fields = ", ".join(f"{k} {a[k]!r} vs {b[k]!r}" for k in a if k != "name" and a[k] != b[k])
+            raise GlotbenchError(f"replica {i} on {where['host']} computes differently from replica 0 on "
+                                 f"{first['host']} ({fields}): their answers cannot share one cache key",
+                                 "run the replicas on like nodes (same hardware, libraries and options)")
+    return identity
 
 
 def replica_resources(ray, cfg: RunConfig) -> tuple[dict, int | None]:
