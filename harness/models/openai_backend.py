@@ -271,7 +271,9 @@ class OpenAIBackend:
             finish = "stop"
         else:
             finish = "eos"  # vLLM: a "stop" finish without a stop string is the end-of-sequence token
-        return GenerationResult(text, reply.completion_tokens, finish)
+        # The server counts the end-of-sequence token; the HF backend's count stops before it.
+        n_tokens = reply.completion_tokens - 1 if finish == "eos" and reply.completion_tokens else reply.completion_tokens
+        return GenerationResult(text, n_tokens, finish)
 
     # ---- plumbing ---------------------------------------------------------------------
     async def _gather(self, coros: list) -> list:
