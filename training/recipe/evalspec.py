@@ -8,6 +8,7 @@ eval:                              # run on every stage that outputs a policy ch
   data_dir: ../shared/data         # optional, as glotbench run --data-dir
   batch_size: 16                   # optional, also device, dtype, seed
   backend: hf                      # or vllm (+ tensor_parallel_size: N): what answers the suite
+  data_parallel: 1                 # N replicas on Ray (+ ray_address: HOST:PORT of a cluster)
   open_ended:                      # optional: completions judged against a fixed opponent
     task: m_arenahard
     languages: [en]
@@ -46,7 +47,7 @@ from glotbench.harness.taskapi.registry import expand, get_task
 from glotbench.training.core.config import ConfigError, check_keys, positive, resolve_path, typed
 
 EVAL_KEYS = ("tasks", "languages", "limit", "data_dir", "batch_size", "device", "dtype", "seed", "backend",
-             "tensor_parallel_size", "open_ended")
+             "tensor_parallel_size", "data_parallel", "ray_address", "open_ended")
 OPEN_KEYS = ("task", "languages", "limit", "max_new_tokens", "opponent", "judge", "base_url", "tie_margin",
              "max_cost")
 GATE_POLICIES = ("stop", "warn", "continue")
@@ -81,6 +82,10 @@ class EvalSpec:
     """What answers: hf (transformers) or vllm (docs/running.md#vllm-backend)."""
     tensor_parallel_size: int = 1
     """vllm: GPUs one replica spans."""
+    data_parallel: int = 1
+    """Replicas on Ray the eval run's requests are spread over (glotbench run --data-parallel)."""
+    ray_address: str | None = None
+    """An existing Ray cluster (None: a local one per eval run)."""
     open_ended: OpenEnded | None = None
     raw: dict = field(default_factory=dict)
     """The block as written (hashed: an edit reruns the evaluations, not the training)."""
@@ -155,7 +160,9 @@ def parse_eval(block: object, path: Path) -> EvalSpec:
                     batch_size=positive(block, "batch_size", int, where) if "batch_size" in block else 16,
                     device=device, dtype=dtype, seed=typed(block, "seed", int, where, 1234), backend=backend,
                     tensor_parallel_size=positive(block, "tensor_parallel_size", int, where)
-                    if "tensor_parallel_size" in block else 1, open_ended=open_ended, raw=block)
+                    if "tensor_parallel_size" in block else 1,
+                    data_parallel=positive(block, "data_parallel", int, where) if "data_parallel" in block else 1,
+                    ray_address=typed(block, "ray_address", str, where), open_ended=open_ended, raw=block)
 
 
 def parse_open(block: object, path: Path) -> OpenEnded:

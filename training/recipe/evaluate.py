@@ -128,6 +128,7 @@ def suite_run(spec: EvalSpec, checkpoint: Path, out: Path, *, progress: bool, ec
         tokens.update({oe.task: oe.max_new_tokens} if oe.max_new_tokens else {})
     cfg = RunConfig(tasks=tasks, model=f"{spec.backend}:{checkpoint}", data_dir=spec.data_dir,
                     batch_size=spec.batch_size, tensor_parallel_size=spec.tensor_parallel_size,
+                    data_parallel=spec.data_parallel, ray_address=spec.ray_address,
                     device=spec.device, dtype=spec.dtype, seed=spec.seed, output=str(out), task_limits=limits,
                     task_langs=langs, task_max_new_tokens=tokens)
     notes: list[str] = []
