@@ -32,12 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "training" / "recipes" / "tiny-cpu.yaml"
 
 
-def recipe_run(recipe: Path, out: Path, env: dict) -> float:
+def recipe_run(recipe: Path, out: Path, env: dict, label: str) -> float:
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "glotbench.harness.cli", "recipe", "run", str(recipe), "-o",
                            str(out), "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
-    (out.parent / f"{out.name}.{recipe.stem}.log").write_text(proc.stdout + proc.stderr)
+    (out.parent / f"{out.name}.{label}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         sys.exit(f"recipe run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return round(seconds, 1)
@@ -65,17 +65,17 @@ def main() -> None:
         cache.unlink(missing_ok=True)
         env["GLOTBENCH_REQUEST_CACHE"] = str(cache)
 
-    first = recipe_run(RECIPE, out, env)
+    first = recipe_run(RECIPE, out, env, "first")
     rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
     rec = record(out)
-    rerun = recipe_run(RECIPE, out, env)
+    rerun = recipe_run(RECIPE, out, env, "rerun")
     same = {n: s["output"] for n, s in record(out)["stages"].items()} == {n: s["output"] for n, s in rec["stages"].items()}
 
     edited = yaml.safe_load(RECIPE.read_text())
     edited["stages"]["dpo"]["config"]["beta"] = 0.2
     edited_path = out.parent / f"{out.name}-beta.yaml"
     edited_path.write_text(yaml.safe_dump(edited, sort_keys=False))
-    edit = recipe_run(edited_path, out, env)
+    edit = recipe_run(edited_path, out, env, "beta-edit")
     after = record(out)
     reran = [n for n in after["order"] if after["stages"][n]["output"] != rec["stages"][n]["output"]]
     evals_redone = [n for n in after["order"] if (after["stages"][n].get("eval") or {}).get("run_sha256")

@@ -13,29 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from killers import cache_killer_env
 
 from glotbench.harness.core.errors import GlotbenchError
 
 REPO = Path(__file__).resolve().parent.parent
 COMMON = ["--dtype", "float32", "--no-progress", "--device", "cpu"]
-KILLER = """
-import os, signal, sqlite3
-from glotbench.harness.run import cache
-
-put_many = cache.RequestCache.put_many
-
-
-def killing_put_many(self, model, items):
-    put_many(self, model, items)  # committed: then the process dies, as a kill -9 would find it
-    if str(self.path) == os.environ["KILL_DB"]:
-        with sqlite3.connect(self.path) as db:
-            rows = db.execute("SELECT count(*) FROM responses").fetchone()[0]
-        if rows >= int(os.environ["KILL_AT_ROWS"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-cache.RequestCache.put_many = killing_put_many
-"""
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +73,10 @@ def test_mgsm_greedy_generations_are_compared_with_the_hf_backend(runs):
 
 
 def test_a_run_killed_with_9_resumes_from_the_cache(vllm_python, tmp_path, runs):
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(KILLER, encoding="utf-8")
     db, out = tmp_path / "cache.sqlite", tmp_path / "run"
     args = ["run", "--model", "vllm:embedded", "--tasks", "xcopa", "--langs", "sw", "--limit", "40",
             "--batch-size", "8", "--output", str(out), *COMMON]
-    env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(db), "KILL_DB": str(db), "KILL_AT_ROWS": "1",
-           "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    env = cache_killer_env(tmp_path / "hook", db, 1, {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(db)})
     killed = glotbench(*args, env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not out.exists()

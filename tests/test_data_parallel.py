@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from killers import cache_killer_env
 
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.models.protocol import ModelIdentity
 
 REPO = Path(__file__).resolve().parent.parent
 THREADS = str(max(1, len(os.sched_getaffinity(0)) // 2))  # a replica's share of the cores at N=2
-KILLER = (REPO / "tests" / "test_backend_vllm.py").read_text(encoding="utf-8").split('KILLER = """')[1].split('"""')[0]
 
 
 def args(model_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -118,13 +118,10 @@ def alive(pids: set[int]) -> set[int]:
 
 
 def test_a_data_parallel_run_killed_with_9_resumes_from_the_cache(tmp_path, tiny_model_dir, runs):
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(KILLER, encoding="utf-8")
     db, out = tmp_path / "cache.sqlite", tmp_path / "run"
     argv = args(tiny_model_dir, out, "--data-parallel", "2")
-    env = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(db), "KILL_DB": str(db), "KILL_AT_ROWS": "1",
-           "OMP_NUM_THREADS": THREADS, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    env = cache_killer_env(tmp_path / "hook", db, 1,
+                           {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(db), "OMP_NUM_THREADS": THREADS})
     proc = subprocess.Popen([sys.executable, "-m", "glotbench.harness.cli", *argv], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ray_pids: dict[int, str] = {}

@@ -8,7 +8,6 @@ independent average; one-line config errors."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from killers import cache_killer_env
 
 from glotbench.harness.cli.main import main
 from glotbench.harness.core.hashing import dir_sha256, file_sha256
@@ -174,26 +174,6 @@ def comparable(run: Path) -> dict[str, str]:
     return out
 
 
-KILLER = """
-import os, signal, sqlite3
-from glotbench.harness.run import cache
-
-put_many = cache.RequestCache.put_many
-
-
-def killing_put_many(self, model, items):
-    put_many(self, model, items)  # committed: then the process dies, as a kill -9 would find it
-    if str(self.path) == os.environ["KILL_DB"]:
-        with sqlite3.connect(self.path) as db:
-            rows = db.execute("SELECT count(*) FROM responses").fetchone()[0]
-        if rows >= int(os.environ["KILL_AT_ROWS"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-cache.RequestCache.put_many = killing_put_many
-"""
-
-
 def test_kill_9_in_iteration_2_generation_resumes_without_recomputing_iteration_1(clean_run, tmp_path):
     cfg, reference = clean_run
     out = tmp_path / "killed"
@@ -201,11 +181,7 @@ def test_kill_9_in_iteration_2_generation_resumes_without_recomputing_iteration_
     # committed (a sitecustomize on its path wraps the cache's commit): no timing involved.
     # Committed before: the initial and iteration 1's held-out completions, iteration 1's samples.
     before = HELD * 2 * 2 + (PROMPTS - HELD) * K
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(KILLER, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
-           "KILL_DB": str(out / "requests.sqlite"), "KILL_AT_ROWS": str(before + 16)}
+    env = cache_killer_env(tmp_path / "hook", out / "requests.sqlite", before + 16)
     killed = subprocess.run(cli(cfg, out), env=env, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (out / "iter-2" / "samples.jsonl").exists(), "killed after iteration 2's generation"

@@ -209,8 +209,7 @@ def test_the_shipped_aya_expanse_recipe_is_valid_once_its_placeholders_are_fille
     from glotbench.harness.store.importers import import_answers
     from glotbench.harness.taskapi.data import load
     from glotbench.harness.taskapi.registry import get_task
-    from glotbench.training.core.config import REPO_ROOT
-    from glotbench.training.core.config import ConfigError
+    from glotbench.training.core.config import REPO_ROOT, ConfigError
     from glotbench.training.recipe.resolve import validate
     from glotbench.training.recipe.schema import load_recipe
 
