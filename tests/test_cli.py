@@ -116,41 +116,7 @@ def test_console_script_and_concurrent_runs_share_the_cache(tiny_model_dir, tmp_
     assert a["results"] == b["results"]
 
 
-class _Captured(BaseException):
-    """Stops a run right after planning; not an Exception, so the CLI lets it through."""
-
-
-def test_default_run_is_the_offline_suite_with_generation_limited_on_cpu(monkeypatch, capsys):
-    from glotbench.harness.run import plan as runner
-
-    seen = {}
-
-    def fake_plan(cfg, notes=None):
-        seen["cfg"] = cfg
-        raise _Captured
-
-    monkeypatch.setattr(runner, "plan", fake_plan)
-    with pytest.raises(_Captured):
-        main(["run", "--device", "cpu"])
-    cfg = seen["cfg"]
-    # xstorycloze: no local data, skipped; m_arenahard: the bundled English prompts
-    assert cfg.tasks == ("xcopa", "xwinograd", "mgsm", "flores", "m_arenahard")
-    assert cfg.limit is None and cfg.task_limits == {"mgsm": 2, "flores": 2, "m_arenahard": 2}
-    assert cfg.max_new_tokens is None and cfg.task_max_new_tokens == {"m_arenahard": 256}
-    assert cfg.task_langs == {"m_arenahard": ("en",)}  # the other 22 are hub-only
-    err = capsys.readouterr().err
-    assert "skipping xstorycloze" in err and "mgsm limited to its first 2 items" in err
-    assert "m_arenahard completions cut at 256 new tokens" in err
-
-    with pytest.raises(_Captured):
-        main(["run", "--device", "cpu", "--limit", "3"])
-    assert seen["cfg"].task_limits == {} and seen["cfg"].limit == 3
-    with pytest.raises(_Captured):
-        main(["run", "--device", "cpu", "--max-new-tokens", "64"])
-    assert seen["cfg"].task_max_new_tokens == {} and seen["cfg"].max_new_tokens == 64
-    with pytest.raises(_Captured):
-        main(["run", "--device", "cpu", "--tasks", "mgsm"])
-    assert seen["cfg"].task_limits == {} and seen["cfg"].tasks == ("mgsm",)
+# The default run's plan (cuts, --full, the line it starts with): tests/test_default_run.py
 
 
 def test_a_closed_pipe_ends_quietly():

@@ -9,12 +9,8 @@ from pathlib import Path
 from glotbench.harness.cli.common import names_list, on_cpu
 from glotbench.harness.cli.examples import RUN_EXAMPLES
 from glotbench.harness.core.errors import GlotbenchError
+from glotbench.harness.run.eta import approx_tokens
 from glotbench.harness.store.schema import RunRecord
-
-# Items per language of a generative task in the default run on CPU (see run()).
-CPU_DEFAULT_GEN_LIMIT = 2
-# Completion length of open-ended (judged) tasks in the default run on CPU (their own is 2048+).
-CPU_DEFAULT_OPEN_TOKENS = 256
 
 
 def register(sub) -> None:
@@ -71,6 +67,9 @@ def register(sub) -> None:
     r.add_argument("--xcomet-fp16", action="store_true",
                    help="xCOMET in half precision, as the comet-score CLI runs it (faster on a GPU; "
                         "scores differ from float32 in the 4th decimal)")
+    r.add_argument("--full", action="store_true",
+                   help="with no --tasks: every task and language with local data, every item (on a CPU "
+                        "the default run takes a few items of each: docs/running.md, the default run)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=run)
 
@@ -91,9 +90,9 @@ def run(args) -> int:
     if args.output:
         check_new(Path(args.output))  # at once: not after minutes of loading data and the model
     from glotbench.harness.run.config import RunConfig
+    from glotbench.harness.run.defaults import default_plan
     from glotbench.harness.run.execute import execute
     from glotbench.harness.run.plan import plan
-    from glotbench.harness.taskapi import data as data_mod
     from glotbench.harness.taskapi import registry
 
     if args.langs.strip() == "all":
@@ -107,37 +106,19 @@ def run(args) -> int:
     task_limits: dict[str, int] = {}
     task_tokens: dict[str, int] = {}
     task_langs: dict[str, tuple[str, ...]] = {}
-    if args.tasks is None:
-        names = registry.expand("offline")
-        if args.data in ("auto", "bundled", "local"):
-            kept = []
-            for name in names:
-                task = registry.get_task(name)
-                local = [lang for lang in task.languages if data_mod.available(task, lang, data_dir)]
-                if local:
-                    kept.append(name)
-                    if len(local) < len(task.languages):
-                        task_langs[name] = tuple(local)
-                        print(f"note: {name} runs on {', '.join(local)} only (the other "
-                              f"{len(task.languages) - len(local)} languages are on the hub: use --data hub "
-                              f"or --data-dir)", file=sys.stderr)
-                else:
-                    print(f"note: skipping {name}: no local data (hub id {task.data.hub_id}; "
-                          f"use --data hub or --data-dir)", file=sys.stderr)
-            names = kept
-        if args.limit is None and on_cpu(args.device):
-            for name in names:
-                if registry.get_task(name).output_type == "generate":
-                    task_limits[name] = CPU_DEFAULT_GEN_LIMIT
-                    print(f"note: {name} limited to its first {CPU_DEFAULT_GEN_LIMIT} items per language on "
-                          f"CPU (generation runs at tens of tokens/s); pass --limit or --tasks {name} "
-                          f"for more", file=sys.stderr)
-        if args.max_new_tokens is None and on_cpu(args.device):
-            for name in names:
-                if registry.get_task(name).judged:
-                    task_tokens[name] = CPU_DEFAULT_OPEN_TOKENS
-                    print(f"note: {name} completions cut at {CPU_DEFAULT_OPEN_TOKENS} new tokens on CPU; "
-                          f"pass --tasks {name} for the task's own length", file=sys.stderr)
+    default = args.tasks is None
+    if args.full and (not default or args.limit is not None):
+        raise GlotbenchError(f"--full runs the whole default suite; it cannot go with "
+                             f"{'--tasks' if not default else '--limit'}",
+                             "drop --full (--tasks and --limit already choose what runs)")
+    if default:  # every task with local data; cut on a CPU to fit a coffee break (run/defaults.py)
+        cut = not args.full and on_cpu(args.device)
+        chosen = default_plan(args.data, data_dir, cut and args.limit is None, cut and args.max_new_tokens is None,
+                              langs_given=langs is not None)
+        names, task_limits, task_tokens, task_langs = (chosen.tasks, chosen.task_limits,
+                                                       chosen.task_max_new_tokens, chosen.task_langs)
+        for note in chosen.notes:
+            print(f"note: {note}", file=sys.stderr)
     else:
         names = registry.expand(args.tasks)
     cfg = RunConfig(tasks=tuple(names), langs=langs, model=args.model, limit=args.limit,
@@ -157,6 +138,8 @@ def run(args) -> int:
     finally:  # the notes explain an error too (e.g. which tasks lacked the languages)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+    if default:
+        print(default_line(cfg, units, full=args.full or not cut), file=sys.stderr)
     path = execute(cfg, units, progress=not args.no_progress)
     run = RunRecord.read(path)
     print(format_summary(run))
@@ -164,6 +147,14 @@ def run(args) -> int:
         print(f"note: {note}")
     print(f"\nrun written to {path}")
     return 0
+
+
+def default_line(cfg, units, full: bool) -> str:
+    """The default run's first line: what it runs and how long that should take here."""
+    from glotbench.harness.run.defaults import announce, embedded_counter
+
+    embedded = cfg.model == "embedded"
+    return announce(units, cfg, embedded_counter() if embedded else approx_tokens, embedded=embedded, full=full)
 
 
 def format_summary(run: RunRecord) -> str:

@@ -19,7 +19,7 @@ from glotbench import harness
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256
 from glotbench.harness.core.naming import timestamped
-from glotbench.harness.core.progress import progress_bar
+from glotbench.harness.core.progress import WorkBar
 from glotbench.harness.core.records import (
     GenerationRequest,
     GenerationResult,
@@ -29,6 +29,7 @@ from glotbench.harness.models.loader import load_backend
 from glotbench.harness.models.protocol import Backend
 from glotbench.harness.run.cache import RequestCache
 from glotbench.harness.run.config import RunConfig
+from glotbench.harness.run.eta import PRIOR, request_kind, request_units, token_counter
 from glotbench.harness.run.plan import Unit, generation_requests
 from glotbench.harness.run.provenance import host, merge_provenance, prompting, versions
 from glotbench.harness.run.scoring import cell, choice_record, generation_record, task_averages
@@ -66,7 +67,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
             if unit.task.output_type == "generate":
                 generation_requests(unit, cfg, backend)
         total = sum(len(k) for u in units for k in u.keys)
-        bar = progress_bar(total, "requests", "req", progress)
+        bar = work_bar(units, backend, progress)
         counts = {"total": total, "from_cache": 0, "computed": 0}
         timings: dict[str, float] = {}
         scored = answer_and_score(units, backend, cache, bar, counts, timings)
@@ -121,6 +122,29 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
             cache.close()
         if hasattr(backend, "release"):
             backend.release()  # the vllm backend's worker and engine processes end here
+
+
+def work_bar(units: list[Unit], backend: Backend, enabled: bool) -> WorkBar:
+    """The run's progress bar: requests weighed by expected cost (run/eta.py), so its ETA
+    prices a long generation like its decode time, not like one log-likelihood."""
+    count = token_counter(backend)
+    weights: dict[str, float] = {}
+    kinds: dict[str, str] = {}
+    for unit in units:
+        for keys, reqs in zip(unit.keys, unit.requests):
+            for key, req in zip(keys, reqs):
+                if key not in weights:
+                    weights[key], kinds[key] = request_units(req, count), request_kind(req)
+    return WorkBar(weights, kinds, [k for u in units for ks in u.keys for k in ks], PRIOR, enabled)
+
+
+def advance(bar, keys: list[str], cached: bool = False) -> None:
+    """Count answered requests on ``bar``: weighed and timed on a :class:`WorkBar`, counted on
+    a plain bar (the sequential gate's)."""
+    if isinstance(bar, WorkBar):
+        bar.update(len(keys), keys=keys, cached=cached)
+    else:
+        bar.update(len(keys))
 
 
 def open_cache(cfg: RunConfig) -> RequestCache:
@@ -218,9 +242,9 @@ def pending_chunks(units: list[Unit], backend: Backend, cache: RequestCache, mod
     found = {k: result_type(**v) for k, v in cache.get_many(model_key, list(requests)).items()}
     chunk_size = backend.batch_size * GEN_CHUNK_BATCHES if generative \
         else max(MIN_CHUNK, CHUNK_CALLS * backend.batch_size)
-    hit = sum(1 for k in keys if k in found)
-    counts["from_cache"] += hit
-    bar.update(hit)
+    hit = [k for k in keys if k in found]
+    counts["from_cache"] += len(hit)
+    advance(bar, hit, cached=True)
     todo = {k for k in keys if k not in found}
     # Chunks end on item boundaries so requests that share a prefix are planned together.
     chunks: list[list[str]] = []
@@ -244,8 +268,8 @@ def commit(chunk: list[str], res: list, cache: RequestCache, model_key: str, fou
     cache.put_many(model_key, [(k, asdict(r)) for k, r in zip(chunk, res)])
     found.update(zip(chunk, res))
     done = set(chunk)
-    n = sum(1 for k in keys if k in done)  # duplicates within the unit count once each
-    counts["computed"] += n
-    bar.update(n)
+    answered = [k for k in keys if k in done]  # duplicates within the unit count once each
+    counts["computed"] += len(answered)
+    advance(bar, answered)
 
 
