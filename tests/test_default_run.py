@@ -120,6 +120,8 @@ def test_estimate_grows_with_the_cut():
     assert cut.startswith("default run: 20 items of these tasks (20 mgsm), about ")
     minutes = [int(x.split("about ")[1].split(" ")[0]) for x in (cut, full)]
     assert minutes[0] < minutes[1]
+    # the cost model is the embedded model's on this CPU: no minutes for another model or a GPU
+    assert announce(units, Cfg(), embedded=False).endswith("time depends on the model; --full runs everything")
 
 
 # ------------------------------------------------------------------ the time-weighted ETA

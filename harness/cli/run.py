@@ -153,7 +153,8 @@ def default_line(cfg, units, full: bool) -> str:
     """The default run's first line: what it runs and how long that should take here."""
     from glotbench.harness.run.defaults import announce, embedded_counter
 
-    embedded = cfg.model == "embedded"
+    # The cost model is the embedded model's on this CPU: no minutes for another model or a GPU.
+    embedded = cfg.model == "embedded" and on_cpu(cfg.device)
     return announce(units, cfg, embedded_counter() if embedded else approx_tokens, embedded=embedded, full=full)
 
 
