@@ -163,12 +163,20 @@ def test_a_second_run_in_the_same_directory_is_refused_while_one_holds_it(tmp_pa
     assert [p.name for p in (tmp_path / "out").iterdir()] == [".lock"]
 
 
-def test_the_shipped_tiny_recipe_is_valid(tmp_path):
-    """Its graph always; its eval block and stage configs too. Both need the locally trained
-    reward model (results/rm-alpacaeval, git-ignored): without it, that is the one refusal. The
-    opponent run (git-ignored too) is made by the command in the file's header; here an opponent
+def shipped_tiny(rm: Path) -> dict:
+    """training/recipes/tiny-cpu.yaml with a stand-in for its locally trained reward model
+    (results/ is git-ignored: CI has none)."""
+    from glotbench.training.core.config import REPO_ROOT
+
+    text = (REPO_ROOT / "training" / "recipes" / "tiny-cpu.yaml").read_text()
+    assert "results/rm-alpacaeval" in text
+    return yaml.safe_load(text.replace("results/rm-alpacaeval", str(rm)))
+
+
+def test_the_shipped_tiny_recipe_is_valid(tmp_path, tiny_rm_dir):
+    """Its graph, its eval block and every stage config, by each stage's own parser. The
+    opponent run (git-ignored) is made by the command in the file's header; here an opponent
     with as many m_arenahard/en answers as the eval's limit is imported into tmp_path instead."""
-    from glotbench.harness.core.errors import GlotbenchError
     from glotbench.harness.store.importers import import_answers
     from glotbench.harness.taskapi.data import load
     from glotbench.harness.taskapi.registry import get_task
@@ -176,29 +184,41 @@ def test_the_shipped_tiny_recipe_is_valid(tmp_path):
     from glotbench.training.recipe.resolve import validate
     from glotbench.training.recipe.schema import load_recipe
 
-    shipped = REPO_ROOT / "training" / "recipes" / "tiny-cpu.yaml"
-    raw = yaml.safe_load(shipped.read_text())
-    (tmp_path / "graph").mkdir()
-    graph = load_recipe(write_recipe(tmp_path / "graph", {k: v for k, v in raw.items() if k not in ("eval", "gate")}))
-    assert [(s.name, s.kind, s.after) for s in graph.stages] == [
-        ("arbitrage", "arbitrage", ()), ("sft", "sft", ("arbitrage",)), ("dpo", "dpo", ("sft", "arbitrage")),
-        ("dpo_merged", "merge", ("sft", "dpo")), ("online", "online-dpo", ("dpo_merged",))]
-    assert raw["stages"]["sft"]["config"]["clusters"] and raw["stages"]["online"]["config"]["iterations"] == 3
+    raw = shipped_tiny(tiny_rm_dir)
     oe = raw["eval"]["open_ended"]
-    assert f"--limit {oe['limit']} --output {oe['opponent']}" in shipped.read_text(), "header command out of date"
+    header = (REPO_ROOT / "training" / "recipes" / "tiny-cpu.yaml").read_text()
+    assert f"--limit {oe['limit']} --output {oe['opponent']}" in header, "header command out of date"
     samples = load(get_task(oe["task"]), "en", "auto", None).samples[:oe["limit"]]
     answers = jsonl(tmp_path / "answers.jsonl", [{"prompt_id": s.fields["question_id"], "response": "An answer."}
                                                  for s in samples])
     oe["opponent"] = str(import_answers(answers, oe["task"], "en", tmp_path / "opponent", limit=oe["limit"]))
-    copy = write_recipe(tmp_path, raw)
-    if (REPO_ROOT / "results" / "rm-alpacaeval").is_dir():
-        recipe = load_recipe(copy)
-        assert recipe.evaluation.open_ended.limit == 16 and recipe.gate.on_fail == "warn"
-        validate(recipe)
-    else:
-        with pytest.raises(GlotbenchError, match="results/rm-alpacaeval is not a directory"):
-            load_recipe(copy)
+    recipe = load_recipe(write_recipe(tmp_path, raw))
+    assert [(s.name, s.kind, s.after) for s in recipe.stages] == [
+        ("arbitrage", "arbitrage", ()), ("sft", "sft", ("arbitrage",)), ("dpo", "dpo", ("sft", "arbitrage")),
+        ("dpo_merged", "merge", ("sft", "dpo")), ("online", "online-dpo", ("dpo_merged",))]
+    assert raw["stages"]["sft"]["config"]["clusters"] and raw["stages"]["online"]["config"]["iterations"] == 3
+    assert recipe.evaluation.open_ended.limit == 16 and recipe.gate.on_fail == "warn"
+    validate(recipe)
 
+
+def test_ci_runs_the_first_two_stages_of_the_shipped_tiny_recipe(tmp_path, tiny_model_dir, tiny_rm_dir, capsys):
+    """The CI cut of tiny-cpu.yaml (the whole file is bench/bench_recipe.py): its own arbitrage
+    stage on the real published answers, scored by a tiny reward model, then its clustered SFT
+    on a tiny model for 2 steps a cluster; a rerun does no work."""
+    raw = shipped_tiny(tiny_rm_dir)
+    sft = raw["stages"]["sft"]["config"]
+    sft.update(model=f"hf:{tiny_model_dir}", max_steps=2)
+    cut = {"stages": {"arbitrage": raw["stages"]["arbitrage"], "sft": raw["stages"]["sft"]}}
+    recipe, out = write_recipe(tmp_path, cut), tmp_path / "out"
+    printed = run(recipe, out, capsys)
+    assert "48 prompts, 192 candidates from 4 teachers" in printed
+    record = json.loads((out / "recipe.json").read_text())
+    arb, trained = (Path(record["stages"][n]["output"]) for n in ("arbitrage", "sft"))
+    assert len((arb / "sft.jsonl").read_text().splitlines()) == 48
+    assert sorted(p.name for p in (trained / "clusters").iterdir()) == ["germanic", "romance"]
+    assert (trained / "model.safetensors").is_file()
+    before = outputs(out)
+    assert "running" not in run(recipe, out, capsys) and outputs(out) == before
 
 
 def test_the_shipped_aya_expanse_recipe_is_valid_once_its_placeholders_are_filled(tmp_path, tiny_model_dir,
@@ -224,6 +244,12 @@ def test_the_shipped_aya_expanse_recipe_is_valid_once_its_placeholders_are_fille
         assert old in text
         text = text.replace(old, str(new))
     text = text.replace("training/recipes/accelerate/", f"{REPO_ROOT}/training/recipes/accelerate/")
+    raw = yaml.safe_load(text)
+    raw["eval"]["open_ended"]["languages"] = ["en"]
+    with pytest.raises(ConfigError, match=r"stages.arbitrage.config.teachers\[0\].model is still a CHANGE_ME placeholder "
+                                          r"\(and \d+ more\)"):
+        validate(load_recipe(write_recipe(tmp_path, raw)))  # the servers and the judge are not filled in
+    text = text.replace("CHANGE_ME", "local")  # server names and the judge: strings, not files
     (tmp_path / "aya.yaml").write_text(text)
     with pytest.raises(ConfigError, match="has no m_arenahard completions for ar, cs, de"):  # en only here
         load_recipe(tmp_path / "aya.yaml")

@@ -55,20 +55,25 @@ def write_state(root: Path, state: dict) -> None:
 
 def run_sha256(spec: EvalSpec, stage_sha256: str) -> str:
     oe = spec.open_ended
-    suite = {k: v for k, v in spec.raw.items() if k != "open_ended"}
+    # How the run is spread over replicas does not change its results (tests/test_data_parallel.py).
+    suite = {k: v for k, v in spec.raw.items() if k not in ("open_ended", "data_parallel", "ray_address")}
     completions = None if oe is None else {"task": oe.task, "languages": oe.languages, "limit": oe.limit,
                                            "max_new_tokens": oe.max_new_tokens}
     return json_sha256({"checkpoint": stage_sha256, "suite": suite, "completions": completions})
 
 
-def judge_sha256(spec: EvalSpec, run_sha: str) -> str:
+def judge_identity(spec: EvalSpec) -> dict:
+    """What a judging computes besides the runs it compares: the judge and its settings."""
     oe = spec.open_ended
     rm = reward_model_dir(oe.judge)
     judge = dir_sha256(rm, RM_FILES) if rm is not None else oe.judge
-    return json_sha256({"run": run_sha, "opponent": RunRecord.read(oe.opponent).sha256, "judge": oe.judge,
-                        "base_url": oe.base_url,
-                        "judge_content": judge, "tie_margin": oe.tie_margin, "limit": oe.limit,
-                        "languages": oe.languages, "seed": spec.seed})
+    return {"judge": oe.judge, "base_url": oe.base_url, "judge_content": judge, "tie_margin": oe.tie_margin,
+            "limit": oe.limit, "languages": oe.languages, "seed": spec.seed}
+
+
+def judge_sha256(spec: EvalSpec, run_sha: str) -> str:
+    return json_sha256({"run": run_sha, "opponent": RunRecord.read(spec.open_ended.opponent).sha256,
+                        **judge_identity(spec)})
 
 
 def evaluate(name: str, stage_out: Path, checkpoint: Path, stage_sha256: str, spec: EvalSpec, *,

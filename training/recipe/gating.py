@@ -25,7 +25,7 @@ from pathlib import Path
 from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256, write_json_atomic, write_text_atomic
 from glotbench.training.recipe.evalspec import EvalSpec, GateSpec
-from glotbench.training.recipe.evaluate import judge_run, judged
+from glotbench.training.recipe.evaluate import judge_identity, judge_run, judged
 
 FIGURE3 = "figure3.json"
 FIGURE3_FORMAT = "glotbench-recipe-figure3/1"
@@ -59,7 +59,9 @@ def decide(root: Path, state: dict, baseline: str | None, baseline_state: dict |
                 "lines": ["no baseline: the first checkpoint stage of the recipe"]}
     pair = None
     if evaluation.open_ended is not None and spec.judge_previous:
-        pair = json_sha256({"candidate": state["judge_sha256"], "baseline": baseline_state["run_sha256"]})
+        # the two checkpoints' runs and the judge: not the opponent, whom this judging never sees
+        pair = json_sha256({"candidate": state["run_sha256"], "baseline": baseline_state["run_sha256"],
+                            "judge": judge_identity(evaluation)})
     sha = json_sha256({"candidate": state["run_sha256"], "baseline": baseline_state["run_sha256"],
                        "gate": spec.raw, "pair": pair})
     old = state.get("gate") or {}

@@ -88,25 +88,26 @@ def absent_reason(record: dict, fig3: dict | None) -> str | None:
 
 
 def win_rate_figure(points: list[dict], task: str | None, judge: str | None) -> Figure:
-    """Figure 3: one marker per evaluated stage (recipe order) with its 95 % CI; 50 % dotted."""
+    """Figure 3: one marker per evaluated stage (recipe order) with its 95 % CI; 50 % dotted.
+    Ties count ½, as status, the gate and the table's headline column."""
     fig = Figure(figsize=(max(4.5, 1.5 + 1.1 * len(points)), 3.6), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(points))
     for xi, p in zip(x, points):
-        if p.get("win_rate") is None:
+        if p.get("win_rate_ties_half") is None:
             ax.text(xi, 52, "n/a", ha="center", fontsize=8)
             continue
-        rate, ci = 100 * p["win_rate"], p.get("win_rate_ci95")
+        rate, ci = 100 * p["win_rate_ties_half"], p.get("win_rate_ties_half_ci95")
         err = None if not ci else [[max(rate - 100 * ci[0], 0)], [max(100 * ci[1] - rate, 0)]]
         ax.errorbar(xi, rate, yerr=err, fmt="o", color=COLOURS["win"], capsize=4, linewidth=1.2)
         ax.annotate(f"{rate:.1f}", (xi, rate), textcoords="offset points", xytext=(8, -3), fontsize=8)
-    rates = [100 * p["win_rate"] if p.get("win_rate") is not None else np.nan for p in points]
+    rates = [100 * p["win_rate_ties_half"] if p.get("win_rate_ties_half") is not None else np.nan for p in points]
     ax.plot(x, rates, color=COLOURS["win"], linewidth=0.8, alpha=0.6)
     ax.axhline(50, color="black", linewidth=0.8, linestyle=":")
     ax.set_xticks(x, [p["stage"] for p in points], fontsize=8)
     ax.set_xlim(-0.5, len(points) - 0.5)
     ax.set_ylim(0, 100)
-    ax.set_ylabel("win-rate vs opponent (%)")
+    ax.set_ylabel("win-rate vs opponent, ties ½ (%)")
     ax.set_title(f"{task or '?'}, judge {judge or '?'}", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     return fig

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import importlib
 import json
+import os
 import re
 import shutil
 import time
@@ -46,6 +47,7 @@ from glotbench.training.recipe.resolve import (
 )
 from glotbench.training.recipe.schema import KINDS, Recipe, load_recipe
 
+TRASH = ".trash-"
 RECORD = "recipe.json"
 FORMAT = "glotbench-recipe/1"
 RESUMES_IN_PLACE = ("online-dpo",)
@@ -77,6 +79,7 @@ def run_recipe(path: Path, root: Path, *, progress: bool = False, echo=print) ->
     root = Path(root).absolute()
     root.mkdir(exist_ok=True)
     with exclusive(root):
+        sweep(root)
         return run_planned(recipe, planned, root, progress=progress, echo=echo)
 
 
@@ -97,7 +100,7 @@ def held(root: Path) -> bool:
     lock = root / ".lock"
     if not lock.exists():
         return False
-    with open(lock, "a+") as handle:
+    with open(lock) as handle:  # read only: status works on a read-only DIR
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -213,11 +216,28 @@ def headline(summary: str) -> str:
 
 
 def prune(root: Path, p: Planned) -> None:
-    """Remove this stage's superseded outputs (other hashes): checkpoints are large, and a
-    changed config or input never makes an old output current again without a rerun."""
+    """Remove this stage's superseded outputs (other hashes) and their leftover partial
+    directories: checkpoints are large, and reverting an edit retrains. An output is first
+    renamed out of its ``<stage>-<hash12>`` name, so a deletion killed halfway can never leave
+    a directory that looks finished under a hash that may become current again."""
     pattern = re.compile(re.escape(p.name) + r"-[0-9a-f]{12}")
+    partial = re.compile(r"\." + re.escape(p.name) + r"-[0-9a-f]{12}\.partial-.*")
     for old in root.iterdir():
-        if old != p.out and old.is_dir() and pattern.fullmatch(old.name):
+        if old == p.out or not old.is_dir() or old.is_symlink():
+            continue
+        if pattern.fullmatch(old.name):
+            trash = root / f"{TRASH}{old.name}"
+            os.replace(old, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        elif partial.fullmatch(old.name):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep(root: Path) -> None:
+    """Finish deletions a killed run left (``.trash-*``) and remove partial directories no
+    process can still be writing (the lock is held: no other recipe run uses ``root``)."""
+    for old in root.iterdir():
+        if old.is_dir() and not old.is_symlink() and (old.name.startswith(TRASH) or ".partial-" in old.name):
             shutil.rmtree(old, ignore_errors=True)
 
 

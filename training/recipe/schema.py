@@ -68,7 +68,8 @@ STAGE_KEYS = ("train", "merge", "config", "accelerate_config")
 REF_KEYS = ("from", "file")
 # The config keys whose value is a checkpoint, and which kind of checkpoint they take.
 CHECKPOINT_KEYS: dict[str, Output] = {"policy": "policy", "reference": "policy", "model": "policy",
-                                      "base_model": "policy", "reward_model": "reward_model"}
+                                      "base_model": "policy", "tokenizer_source": "policy",
+                                      "reward_model": "reward_model"}
 WHAT = {"data": "data files", "policy": "a policy checkpoint", "reward_model": "a reward model"}
 
 
