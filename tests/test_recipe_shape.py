@@ -123,3 +123,40 @@ def test_editing_dpo_beta_reruns_exactly_dpo_the_merge_online_dpo_and_their_eval
         assert after[name]["eval"] > before["sft"]["eval"]
     fig = json.loads((out / "figure3.json").read_text())
     assert [p["stage"] for p in fig["points"]] == CHECKPOINTS
+
+
+def test_kill_9_inside_online_dpo_resumes_inside_it(tmp_path, tiny_model_dir, tiny_rm_dir):
+    """Killed right after online DPO's first committed training samples (its own request cache,
+    no timing race): the rerun keeps sft, dpo and the merge, and online DPO goes on in the same
+    directory from its cache instead of starting over."""
+    import subprocess
+    import sys
+
+    from killers import cache_killer_env
+
+    from glotbench.training.recipe.resolve import plan
+    from glotbench.training.recipe.schema import load_recipe
+
+    data(tmp_path)
+    path = write_recipe(tmp_path, recipe(tiny_model_dir, tiny_rm_dir, opponent(tmp_path)))
+    out = tmp_path / "out"
+    online = next(p.out for p in plan(load_recipe(path), out) if p.name == "online")
+    argv = [sys.executable, "-m", "glotbench.harness.cli", "recipe", "run", str(path), "-o", str(out), "--no-progress"]
+    base = {**os.environ, "GLOTBENCH_REQUEST_CACHE": str(tmp_path / "cache.sqlite")}
+    # 2 held-out completions of the initial policy are committed first, then iteration 1's samples
+    killed = subprocess.run(argv, env=cache_killer_env(tmp_path / "hook", online / "requests.sqlite", 3, base),
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    record = json.loads((out / "recipe.json").read_text())
+    assert record["stages"]["online"]["state"] == "running" and (online / "requests.sqlite").is_file()
+    kept = {n: next(Path(record["stages"][n]["output"]).glob("*_manifest.json")).stat().st_mtime_ns
+            for n in ("sft", "dpo", "soup")}
+    done = subprocess.run(argv, env=base, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(resumed)" in done.stdout, done.stdout[-2000:]
+    after = json.loads((out / "recipe.json").read_text())
+    assert {n: next(Path(after["stages"][n]["output"]).glob("*_manifest.json")).stat().st_mtime_ns
+            for n in ("sft", "dpo", "soup")} == kept
+    assert Path(after["stages"]["online"]["output"]) == online and after["stages"]["online"]["state"] == "done"
+    steps = json.loads((online / "iter-1" / "steps.json").read_text())
+    assert steps["sample"]["counts"]["from_cache"] > 0
