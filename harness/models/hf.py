@@ -310,62 +310,13 @@ class HFBackend:
 
     # ---- generation ---------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Batched generation, left-padded; each sequence stops at its own stop strings (or
-        EOS) and the batch ends when every sequence has. Batches mix requests with different
-        stop strings (one language's "Question:" never ends another's row); only the length,
-        temperature and seed must agree."""
-        import torch
+        """Batched generation; each sequence stops at its own stop strings (or EOS). Greedy
+        requests reuse the key/value cache of a prompt prefix shared by many of them (a
+        language's few-shot block) and drop finished rows from the batch; sampled ones run
+        whole left-padded prompts through ``model.generate`` (hf_generate.py)."""
+        from glotbench.harness.models.hf_generate import generate
 
-        out: list[GenerationResult | None] = [None] * len(requests)
-        tok = self.tokenizer
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        enc = [self._encode(r.prompt) for r in requests]
-        # Group by decoding settings; longest prompts first.
-        order = sorted(range(len(requests)), key=lambda i: (
-            requests[i].max_new_tokens, requests[i].temperature, requests[i].seed, -len(enc[i]), i))
-        with torch.inference_mode():
-            i = 0
-            while i < len(order):
-                head = requests[order[i]]
-                batch = [order[i]]
-                while (len(batch) < self.batch_size and i + len(batch) < len(order)
-                       and _same_settings(requests[order[i + len(batch)]], head)):
-                    batch.append(order[i + len(batch)])
-                i += len(batch)
-                width = max(len(enc[j]) for j in batch)
-                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for r, j in enumerate(batch):  # left padding
-                    ids[r, width - len(enc[j]):] = torch.tensor(enc[j])
-                    mask[r, width - len(enc[j]):] = 1
-                gen_kwargs = dict(max_new_tokens=head.max_new_tokens, pad_token_id=pad_id)
-                if head.temperature > 0:
-                    torch.manual_seed(head.seed)
-                    gen_kwargs.update(do_sample=True, temperature=head.temperature, top_k=0, top_p=1.0)
-                else:
-                    gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                stops = [requests[j].stop for j in batch]
-                if any(stops):
-                    from transformers import StoppingCriteriaList
-
-                    gen_kwargs["stopping_criteria"] = StoppingCriteriaList([_RowStops(tok, stops, width)])
-                res = self.model.generate(input_ids=ids.to(self.device),
-                                          attention_mask=mask.to(self.device), **gen_kwargs)
-                for r, j in enumerate(batch):
-                    new = res[r, width:].tolist()
-                    while new and pad_id != tok.eos_token_id and new[-1] == pad_id:  # stopped early: padded
-                        new.pop()
-                    eos = tok.eos_token_id
-                    finish = "length"
-                    if eos is not None and eos in new:
-                        new = new[:new.index(eos)]
-                        finish = "eos"
-                    text = tok.decode(new, skip_special_tokens=True)
-                    cut = min((text.find(s) for s in requests[j].stop if s in text), default=-1)
-                    if cut >= 0:
-                        text, finish = text[:cut], "stop"
-                    out[j] = GenerationResult(text, len(new), finish)
-        return out  # type: ignore[return-value]
+        return generate(self, requests)
 
     @property
     def chat_template(self) -> str | None:
@@ -374,30 +325,6 @@ class HFBackend:
 
     def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
         return self.encoder.apply_chat_template(messages, self.identity.name)
-
-
-def _same_settings(a: GenerationRequest, b: GenerationRequest) -> bool:
-    return (a.max_new_tokens, a.temperature, a.seed) == (b.max_new_tokens, b.temperature, b.seed)
-
-
-class _RowStops:
-    """Stopping criterion with one stop list per row: a row is done once the text it has
-    generated so far contains one of its own stop strings. Only a tail window is decoded
-    per step (enough tokens for the longest stop string even at one byte per token)."""
-
-    def __init__(self, tokenizer, stops: list[tuple[str, ...]], prompt_width: int):
-        self.tok, self.stops, self.width = tokenizer, stops, prompt_width
-        self.window = 4 * max((len(s.encode()) for row in stops for s in row), default=1) + 4
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for r, stops in enumerate(self.stops):
-            if stops:
-                tail = self.tok.decode(input_ids[r, self.width:][-self.window:], skip_special_tokens=True)
-                done[r] = any(s in tail for s in stops)
-        return done
 
 
 def _first_line(exc: BaseException) -> str:

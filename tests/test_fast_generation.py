@@ -1,0 +1,123 @@
+"""The fast greedy generation path (hf_generate.py): a shared prompt prefix computed once,
+suffixes fed per batch, finished rows dropped. Its outputs must equal ``model.generate``'s
+(the plain path, which lm-eval's hf backend also uses) text for text, token count for token
+count, on the tiny model and on the embedded model's MGSM prompts.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from glotbench.harness.core.records import GenerationRequest
+from glotbench.harness.models import hf_generate
+from glotbench.harness.models.hf import HFBackend
+from glotbench.harness.models.prefix import plan_generation
+from glotbench.harness.taskapi import data
+from glotbench.harness.taskapi.registry import get_task
+
+SHARED = "The following are worked examples of arithmetic in plain words, one per line. " * 3
+
+
+def test_plan_groups_prompts_on_their_token_prefix():
+    block_a, block_b = tuple(range(100, 160)), tuple(range(200, 240))
+    prompts = [block_a + (1, 2), block_b + (5,), block_a + (3,), (7, 8, 9), block_b + (6, 7, 8), block_a + (4, 5, 6)]
+    plan = plan_generation(prompts, batch_size=2)
+    assert plan.group[0] == plan.group[2] == plan.group[5] != plan.group[1] == plan.group[4]
+    assert plan.group[3] == -1 and plan.shared[3] == 0
+    assert plan.shared[0] == len(block_a) and plan.shared[1] == len(block_b)
+    assert sorted(m for b in plan.batches for m in b) == list(range(6))
+    assert all(len(b) <= 2 for b in plan.batches)
+    # the longer prefix first, each group's longest suffix first, the ungrouped last
+    assert plan.batches[0] == (5, 0) and plan.batches[-1][-1] == 3
+
+
+def test_plan_leaves_a_suffix_token_and_respects_min_shared():
+    same = tuple(range(50))
+    plan = plan_generation([same, same, same + (1,)], batch_size=8)
+    assert all(s < len(p) for s, p in zip(plan.shared, [same, same, same + (1,)]))
+    assert plan.shared[0] == 49
+    short = plan_generation([(1, 2, 3, 4), (1, 2, 3, 5)], batch_size=8)
+    assert short.group == (-1, -1) and short.shared == (0, 0)
+    with pytest.raises(ValueError):
+        plan_generation([(1,)], batch_size=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return HFBackend(str(tiny_model_dir), device="cpu", batch_size=4)
+
+
+def tiny_requests(n_tokens: int = 24) -> list[GenerationRequest]:
+    questions = ["What is two plus two?", "Name a colour.", "Count to five, please, slowly and loudly.",
+                 "Why?", "How many legs has a spider?", "Spell cat."]
+    reqs = [GenerationRequest(SHARED + q, (), n_tokens) for q in questions]
+    return reqs + [GenerationRequest("A short unrelated prompt.", (), n_tokens),
+                   GenerationRequest(SHARED + "Shorter budget here.", (), n_tokens // 2)]
+
+
+def same(a, b) -> bool:
+    return [(r.text, r.n_tokens, r.finish) for r in a] == [(r.text, r.n_tokens, r.finish) for r in b]
+
+
+def test_fast_path_equals_model_generate_on_the_tiny_model(tiny):
+    reqs = tiny_requests()
+    fast = hf_generate.generate(tiny, reqs)
+    assert same(fast, hf_generate.generate(tiny, reqs, fast=False))
+    assert same(fast, hf_generate.generate(tiny, reqs, reuse_prefix=False))
+    assert [r.n_tokens for r in fast][-1] <= 12
+
+
+def test_rows_finish_at_different_steps_on_their_own_stop_strings(tiny):
+    reqs = tiny_requests()
+    free = hf_generate.generate(tiny, reqs)
+    # the random model repeats one character: row k stops once it has written k + 2 of them
+    # (every third row has no stop string and runs to its budget)
+    stopped = []
+    for k, (req, res) in enumerate(zip(reqs, free)):
+        stop = (res.text[0] * (k + 2),) if k % 3 else ()
+        stopped.append(GenerationRequest(req.prompt, stop, req.max_new_tokens))
+    fast = hf_generate.generate(tiny, stopped)
+    assert same(fast, hf_generate.generate(tiny, stopped, fast=False))
+    finishes = [r.finish for r in fast]
+    assert "stop" in finishes and "length" in finishes
+    assert len({r.n_tokens for r in fast if r.finish == "stop"}) > 1
+    for req, res in zip(stopped, fast):
+        assert not any(s in res.text for s in req.stop)
+
+
+def test_finished_rows_leave_the_batch(tiny):
+    reqs = tiny_requests()[:4]
+    free = hf_generate.generate(tiny, reqs)
+    early = GenerationRequest(reqs[0].prompt, (free[0].text[2:5],), reqs[0].max_new_tokens)
+    rows = []
+    model = tiny.model
+    hook = model.register_forward_pre_hook(lambda mod, args, kw: rows.append(kw["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        res = hf_generate.generate(tiny, [early] + reqs[1:])
+    finally:
+        hook.remove()
+    assert res[0].finish == "stop" and res[0].n_tokens < reqs[0].max_new_tokens
+    decode_rows = rows[2:]  # after the prefix pass and the suffix pass
+    assert decode_rows[0] == 4 and decode_rows[-1] == 3
+
+
+def test_sampled_requests_keep_the_plain_path(tiny):
+    reqs = [GenerationRequest(SHARED + q, (), 16, temperature=0.8, seed=3) for q in ("One.", "Two.")]
+    enc = [tiny.encoder.encode(r.prompt) for r in reqs]
+    assert same(hf_generate.generate(tiny, reqs), hf_generate.generate_plain(tiny, reqs, enc))
+
+
+@pytest.mark.slow
+def test_fast_path_equals_model_generate_on_mgsm(embedded_dir):
+    task = get_task("mgsm")
+    reqs = []
+    for lang in ("en", "de", "sw"):
+        loaded = data.load(task, lang, "bundled")
+        for s in loaded.samples[:3]:
+            p = task.prompt(s, loaded.fewshot)
+            reqs.append(GenerationRequest(p.plain(), p.stop, 40))
+    backend = HFBackend(str(embedded_dir), device="cpu", batch_size=4)
+    fast = hf_generate.generate(backend, reqs)
+    assert same(fast, hf_generate.generate(backend, reqs, fast=False))
+    assert same(fast, hf_generate.generate(backend, reqs, reuse_prefix=False))
