@@ -112,11 +112,11 @@ def test_sampled_requests_keep_the_plain_path(tiny):
 def test_fast_path_equals_model_generate_on_mgsm(embedded_dir):
     task = get_task("mgsm")
     reqs = []
-    for lang in ("en", "de", "sw"):
+    for lang in ("en", "de"):
         loaded = data.load(task, lang, "bundled")
         for s in loaded.samples[:3]:
             p = task.prompt(s, loaded.fewshot)
-            reqs.append(GenerationRequest(p.plain(), p.stop, 40))
+            reqs.append(GenerationRequest(p.plain(), p.stop, 32))
     backend = HFBackend(str(embedded_dir), device="cpu", batch_size=4)
     fast = hf_generate.generate(backend, reqs)
     assert same(fast, hf_generate.generate(backend, reqs, fast=False))
