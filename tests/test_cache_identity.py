@@ -55,6 +55,7 @@ ANSWER_CODE = {
 # blank lines left out). Keep the old entries: they show the version only ever goes up.
 PINNED = {
     1: "70082104baae797b313fae75068e494a48fcaa81586e62672fab8e6ed48cbd6c",
+    2: "eb4592cfac9e864d35e68b894d85bb6907871232493e8431db566e98739056eb",
 }
 
 
