@@ -26,7 +26,7 @@ import pytest
 
 from glotbench.harness.core import records, versions
 from glotbench.harness.metrics import comet
-from glotbench.harness.models import hf, prefix
+from glotbench.harness.models import hf, hf_generate, openai_backend, prefix, tokens, vllm_backend, vllm_worker
 from glotbench.harness.models.protocol import ModelIdentity
 from glotbench.harness.run import cache
 from glotbench.harness.run.cache import RequestCache
@@ -39,12 +39,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 # ---- the scoring version ------------------------------------------------------------------
 
-# What decides a cached answer for a given request and model: the backend (tokenisation,
-# generation), shared-prefix packing, the request/response records (their fields are the
-# request key and the stored value) and the request key itself.
+# What decides a cached answer for a given request and model: every backend's module
+# (tokenisation, generation: HF, vLLM, OpenAI protocol), shared-prefix packing, the
+# request/response records (their fields are the request key and the stored value) and the
+# request key itself.
 ANSWER_CODE = {
-    "harness/models/hf.py": lambda: Path(inspect.getfile(hf)).read_text(encoding="utf-8"),
-    "harness/models/prefix.py": lambda: Path(inspect.getfile(prefix)).read_text(encoding="utf-8"),
+    **{f"harness/models/{mod.__name__.rsplit('.', 1)[1]}.py":
+       (lambda m=mod: Path(inspect.getfile(m)).read_text(encoding="utf-8"))
+       for mod in (hf, hf_generate, prefix, tokens, vllm_backend, vllm_worker, openai_backend)},
     **{f"harness/core/records.py:{cls.__name__}": (lambda c=cls: inspect.getsource(c))
        for cls in (records.LoglikelihoodRequest, records.LoglikelihoodResult,
                    records.GenerationRequest, records.GenerationResult)},
@@ -55,7 +57,8 @@ ANSWER_CODE = {
 # blank lines left out). Keep the old entries: they show the version only ever goes up.
 PINNED = {
     1: "70082104baae797b313fae75068e494a48fcaa81586e62672fab8e6ed48cbd6c",
-    2: "eb4592cfac9e864d35e68b894d85bb6907871232493e8431db566e98739056eb",
+    # 2 was re-pinned before it shipped, when every backend's module joined ANSWER_CODE
+    2: "d7983ec9082035388ddb0af36ed24691d3973ba94e03ffd31d0661d76b2db8ca",
 }
 
 
