@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from glotbench.harness.run.plan import generation_requests, plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from openai_server import OpenAIServer  # noqa: E402
+from test_resume import cached_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SERVED = "smollm2"
@@ -262,16 +262,6 @@ def test_plain_text_generation_through_completions(served, hf):
         assert a.text and a.text[:20] == b.text[:20]
         if a.text == b.text:
             assert (a.finish, a.n_tokens) == (b.finish, b.n_tokens)
-
-
-def cached_rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=30) as con:
-            return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 @pytest.mark.slow
