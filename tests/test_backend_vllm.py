@@ -103,6 +103,19 @@ def test_bad_engine_options_are_one_line_errors(vllm_python, embedded_dir):
         load_backend("vllm:/nonexistent/model")
 
 
+def test_a_gpu_machine_without_vllm_is_refused_rather_than_run_on_the_cpu_build(monkeypatch, embedded_dir):
+    """The isolated environment is vLLM's CPU build: where CUDA is visible and vllm is not
+    installed next to glotbench, vllm: says so instead of running an 8B model on the CPU."""
+    from glotbench.harness.models import vllm_backend
+    from glotbench.harness.models.loader import load_backend
+
+    monkeypatch.delenv("GLOTBENCH_VLLM_ENV", raising=False)
+    monkeypatch.setattr(vllm_backend, "in_process", lambda: False)
+    monkeypatch.setattr(vllm_backend, "cuda_visible", lambda: True)
+    with pytest.raises(GlotbenchError, match="pip install vllm next to glotbench"):
+        load_backend("vllm:embedded")
+
+
 def test_online_dpo_samples_on_vllm_when_its_config_says_backend_vllm(vllm_python, tmp_path, embedded_dir,
                                                                         tiny_rm_dir):
     """The recipe's scale switch for online-DPO sampling is a config key, not code: backend: vllm."""

@@ -17,8 +17,9 @@ def register(sub) -> None:
     r = sub.add_parser("run", help="evaluate a model on tasks and write a run directory",
                        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--model", default="embedded",
-                   help="'embedded' (default: SmolLM2-135M-Instruct), hf:<dir or hub id>, or openai:<served "
-                        "model id> with --base-url (key from OPENAI_API_KEY; none needed for a local server)")
+                   help="'embedded' (default: SmolLM2-135M-Instruct), hf:<dir or hub id>, vllm:<dir, hub id or "
+                        "embedded>, or openai:<served model id> with --base-url (key from OPENAI_API_KEY; none "
+                        "needed for a local server)")
     r.add_argument("--base-url", default=None, metavar="URL",
                    help="openai:<name>: the OpenAI-compatible server (e.g. http://localhost:8000/v1 from "
                         "vllm serve; default: the OpenAI API)")

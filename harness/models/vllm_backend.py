@@ -16,6 +16,7 @@ in a worker process of the isolated vLLM environment (vllm_env.py). ``max_model_
 from __future__ import annotations
 
 import atexit
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,9 +78,14 @@ class VLLMBackend:
             raise GlotbenchError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}",
                                  "pass e.g. 0.9")
         self.batch_size = batch_size
+        local = in_process()
+        if not local and os.environ.get("GLOTBENCH_VLLM_ENV") is None and cuda_visible():
+            raise GlotbenchError("vllm is not installed in glotbench's environment, and the isolated one glotbench "
+                                 "builds is vLLM's CPU build: on this GPU machine the model would run on the CPU",
+                                 "pip install vllm next to glotbench (then vllm: runs in process on the GPUs), "
+                                 "or point GLOTBENCH_VLLM_ENV at a venv holding a GPU build of vLLM")
         directory = model_dir(path)
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        local = in_process()
         if max_model_len is None and not _gpu(local):
             max_model_len = CPU_MAX_MODEL_LEN
         args = {"model": str(directory), "dtype": "auto" if dtype == "auto" else dtype,
@@ -137,6 +143,12 @@ class VLLMBackend:
 
     def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
         return self.encoder.apply_chat_template(messages, self.identity.name)
+
+
+def cuda_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _gpu(local: bool) -> bool:

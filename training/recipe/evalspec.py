@@ -132,6 +132,12 @@ def parse_eval(block: object, path: Path) -> EvalSpec:
         raise ConfigError(f"{where}.tasks: {', '.join(judged)} is open-ended (judged), not a suite task",
                           f"move it to eval.open_ended: {{task: {judged[0]}, opponent: RUN, judge: …}}")
     given = block.get("languages")
+    if isinstance(given, list):
+        known = sorted({code for t in tasks for code in get_task(t).languages})
+        unknown = [x for x in given if isinstance(x, str) and x not in known]
+        if unknown:
+            raise ConfigError(f"{where}.languages: {unknown[0]} is a language of none of {', '.join(tasks)}"
+                              f"{close_match(unknown[0], known)}", "use the tasks' codes (docs/languages.md)")
     languages = {}
     for task in tasks:
         own = get_task(task).languages
@@ -139,6 +145,11 @@ def parse_eval(block: object, path: Path) -> EvalSpec:
             languages[task] = languages_of(task, given, f"{where}.languages")
     if not languages:
         languages_of(tasks[0], given, f"{where}.languages")  # raises: names the first task's languages
+    left_out = [t for t in raw_tasks if t in tasks and t not in languages]  # named, not from a suite
+    if left_out:
+        own = get_task(left_out[0]).languages
+        raise ConfigError(f"{where}.tasks: {left_out[0]} has none of the languages {', '.join(map(str, given))}",
+                          f"add one of its languages ({', '.join(own)}) to eval.languages, or drop it from tasks")
     data_dir = typed(block, "data_dir", str, where)
     if data_dir is not None:
         data_dir = str(resolve_path(data_dir, path).absolute())
@@ -177,6 +188,11 @@ def parse_open(block: object, path: Path) -> OpenEnded:
         raise ConfigError(f"{where}.task: {task} is not open-ended (it is scored, not judged)",
                           "put it in eval.tasks; open-ended tasks: m_arenahard, dolly…")
     languages = languages_of(task, block.get("languages"), f"{where}.languages")
+    unknown = [x for x in block.get("languages") or () if x not in languages]
+    if unknown:
+        own = get_task(task).languages
+        raise ConfigError(f"{where}.languages: {task} has no language {unknown[0]}{close_match(unknown[0], own)}",
+                          f"{task}'s languages: {', '.join(own)}")
     opponent = resolve_path(typed(block, "opponent", str, where), path).absolute()
     try:
         record = RunRecord.read(opponent)

@@ -28,7 +28,15 @@ from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.hashing import json_sha256, memo_file_sha256
 from glotbench.training.core.config import ConfigError, resolve_path
 from glotbench.training.core.stage import MANIFEST
-from glotbench.training.recipe.schema import CHECKPOINT_KEYS, KINDS, Recipe, Stage, is_ref
+from glotbench.training.recipe.schema import (
+    CHECKPOINT_KEYS,
+    KINDS,
+    Recipe,
+    Stage,
+    is_ref,
+    placeholders,
+    refuse_placeholders,
+)
 
 MANIFESTS = (MANIFEST, "merge_manifest.json")
 SUFFIXES = (".jsonl", ".json", ".yaml", ".yml", ".jinja", ".txt", ".csv", ".tsv", ".parquet")
@@ -168,29 +176,13 @@ def check_inputs(stage: Stage, where: str) -> None:
     walk(stage.config, "")
 
 
-PLACEHOLDER = "CHANGE_ME"
-"""What a shipped recipe marks as the user's to fill in (training/recipes/aya-expanse.yaml)."""
-
-
-def placeholders(value, where: str) -> list[str]:
-    """The places (``stages.sft.config.model``) whose string still holds :data:`PLACEHOLDER`."""
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in placeholders(v, f"{where}.{k}")]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in placeholders(v, f"{where}[{i}]")]
-    return [where] if isinstance(value, str) and PLACEHOLDER in value else []
-
-
 def validate(recipe: Recipe) -> None:
     """Refuse unfilled placeholders; then run each stage's own config parser on its rendered
     config, references standing in as placeholders (an empty file, a directory with a
     config.json): a broken stage config is refused before the first stage runs."""
-    unfilled = [p for stage in recipe.stages for p in placeholders(stage.config, f"stages.{stage.name}.config")]
-    unfilled += placeholders(recipe.evaluation.raw, "eval") if recipe.evaluation is not None else []
-    if unfilled:
-        more = f" (and {len(unfilled) - 1} more)" if len(unfilled) > 1 else ""
-        raise ConfigError(f"recipe {recipe.path}: {unfilled[0]} is still a {PLACEHOLDER} placeholder{more}",
-                          f"fill in every {PLACEHOLDER} (the recipe's header says what each is)")
+    # configs read from their own files (the recipe file itself was scanned when loaded)
+    refuse_placeholders([p for stage in recipe.stages for p in placeholders(stage.config, f"stages.{stage.name}.config")],
+                        recipe.path)
     with tempfile.TemporaryDirectory(prefix="glotbench-recipe-") as tmp:
         stand_in: dict[str, Path] = {}
         for stage in recipe.stages:

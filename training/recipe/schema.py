@@ -133,10 +133,32 @@ def find_refs(value: Any, where: str, key: str = "") -> list[Ref]:
     return []
 
 
+PLACEHOLDER = "CHANGE_ME"
+"""What a shipped recipe marks as the user's to fill in (training/recipes/aya-expanse.yaml)."""
+
+
+def placeholders(value, where: str) -> list[str]:
+    """The places (``stages.sft.config.model``) whose string still holds :data:`PLACEHOLDER`."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in placeholders(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in placeholders(v, f"{where}[{i}]")]
+    return [where] if isinstance(value, str) and PLACEHOLDER in value else []
+
+
+def refuse_placeholders(unfilled: list[str], path: Path) -> None:
+    if unfilled:
+        more = f" (and {len(unfilled) - 1} more)" if len(unfilled) > 1 else ""
+        raise ConfigError(f"recipe {path}: {unfilled[0]} is still a {PLACEHOLDER} placeholder{more}",
+                          f"fill in every {PLACEHOLDER} (the recipe's header says what each is)")
+
+
 def load_recipe(path: Path) -> Recipe:
-    """Read ``path`` and check its graph: keys, kinds, references, fit and cycles."""
+    """Read ``path`` and check its graph: keys, kinds, references, fit and cycles. A
+    :data:`PLACEHOLDER` left in the file is refused first (before a path holding one is read)."""
     path = Path(path)
     raw = check_keys(load_yaml(path, "recipe"), ("stages", "eval", "gate"), f"recipe {path}", required=("stages",))
+    refuse_placeholders(placeholders(raw, ""), path)
     if not isinstance(raw["stages"], dict) or not raw["stages"]:
         raise ConfigError(f"recipe {path}: stages must map stage names to stages", "e.g. stages: {sft: {train: sft, "
                                                                                    "config: sft.yaml}}")
