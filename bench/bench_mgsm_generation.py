@@ -53,6 +53,11 @@ def main() -> int:
     ap.add_argument("--out", default="bench/out/mgsm_generation.json")
     args = ap.parse_args()
 
+    # Both tools build on torch and transformers: whichever ran first would pay their import
+    # (3-5 s here) for both. Imported before either clock starts; each tool still pays its own.
+    import torch  # noqa: F401
+    import transformers.models.llama.modeling_llama  # noqa: F401
+
     from glotbench.harness.models.embedded import converted_dir
     from glotbench.harness.models.hf import HFBackend
     from glotbench.harness.models.lmeval_ref import run_reference

@@ -27,6 +27,7 @@ import pytest
 from glotbench.harness.core import records, versions
 from glotbench.harness.metrics import comet
 from glotbench.harness.models import (
+    cascade,
     hf,
     hf_generate,
     openai_backend,
@@ -54,7 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 ANSWER_CODE = {
     **{f"harness/models/{mod.__name__.rsplit('.', 1)[1]}.py":
        (lambda m=mod: Path(inspect.getfile(m)).read_text(encoding="utf-8"))
-       for mod in (hf, hf_generate, prefix, tokens, vllm_backend, vllm_worker, openai_backend)},
+       for mod in (hf, hf_generate, cascade, prefix, tokens, vllm_backend, vllm_worker, openai_backend)},
     **{f"harness/core/records.py:{cls.__name__}": (lambda c=cls: inspect.getsource(c))
        for cls in (records.LoglikelihoodRequest, records.LoglikelihoodResult,
                    records.GenerationRequest, records.GenerationResult)},
@@ -65,7 +66,8 @@ ANSWER_CODE = {
 # blank lines left out). Keep the old entries: they show the version only ever goes up.
 PINNED = {
     1: "70082104baae797b313fae75068e494a48fcaa81586e62672fab8e6ed48cbd6c",
-    # 2 was re-pinned before it shipped, when every backend's module joined ANSWER_CODE
+    # 2 was re-pinned before it shipped, when every backend's module joined ANSWER_CODE and
+    # again when greedy decoding took cascade attention and a packed prefill
     2: "0efc3645b036c2ed602111e829799656ba3a5284e0edf70f4256ebe9f85addf3",
 }
 

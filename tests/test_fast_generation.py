@@ -121,3 +121,57 @@ def test_fast_path_equals_model_generate_on_mgsm(embedded_dir):
     fast = hf_generate.generate(backend, reqs)
     assert same(fast, hf_generate.generate(backend, reqs, fast=False))
     assert same(fast, hf_generate.generate(backend, reqs, reuse_prefix=False))
+
+
+def test_cascade_attention_equals_attention_over_the_concatenated_keys():
+    """Two groups with their own prefixes and one row with none; grouped-query heads; left
+    padding in the rows' own keys. The merged two-part attention must equal one attention
+    over [prefix; own keys] with the prefix visible to its group's rows only."""
+    import torch
+
+    from glotbench.harness.models.cascade import CascadePrefix, attention
+
+    torch.manual_seed(0)
+    rows, heads, kv_heads, q, dim, own, layer = 5, 6, 2, 3, 8, 7, 1
+    query = torch.randn(rows, heads, q, dim)
+    key, value = torch.randn(rows, kv_heads, own, dim), torch.randn(rows, kv_heads, own, dim)
+    mask = torch.ones(rows, 1, q, own, dtype=torch.bool).tril(own - q)
+    mask[1, :, :, :2] = False  # row 1 is left-padded by two slots
+    groups = {0: [0, 3], 1: [1, 2]}  # row 4 has no prefix
+    prefixes = {g: [(torch.randn(1, kv_heads, n, dim), torch.randn(1, kv_heads, n, dim)) for _ in range(2)]
+                for g, n in ((0, 11), (1, 4))}
+    spec = CascadePrefix([torch.tensor(r) for r in groups.values()], [prefixes[g] for g in groups])
+    module = type("Attn", (), {"layer_idx": layer})()
+    got, _ = attention(module, query, key, value, mask, scaling=dim ** -0.5, cascade_prefix=spec)
+    for r in range(rows):
+        g = next((g for g, members in groups.items() if r in members), None)
+        pk, pv = prefixes[g][layer] if g is not None else (torch.zeros(1, kv_heads, 0, dim),) * 2
+        k = torch.cat([pk[0], key[r]], 1).repeat_interleave(heads // kv_heads, 0)
+        v = torch.cat([pv[0], value[r]], 1).repeat_interleave(heads // kv_heads, 0)
+        m = torch.cat([torch.ones(q, pk.shape[2], dtype=torch.bool), mask[r, 0]], 1)
+        want = torch.nn.functional.scaled_dot_product_attention(query[r], k, v, attn_mask=m)
+        torch.testing.assert_close(got[r].transpose(0, 1), want, rtol=1e-5, atol=1e-5)
+    # The batch after rows 0 and 2 finished: the groups follow their rows.
+    kept = spec.select([1, 3, 4])
+    assert [r.tolist() for r in kept.rows] == [[1], [0]] and kept.kv == [prefixes[0], prefixes[1]]
+
+
+def test_decoding_uses_cascade_attention_on_cpu_and_restores_the_model(tiny, monkeypatch):
+    from glotbench.harness.models import cascade
+
+    calls = []
+    real = cascade.attention
+
+    def counting(*args, cascade_prefix=None, cascade_segments=None, **kwargs):
+        calls.append((cascade_prefix is not None, cascade_segments is not None))
+        return real(*args, cascade_prefix=cascade_prefix, cascade_segments=cascade_segments, **kwargs)
+
+    monkeypatch.setattr(cascade, "attention", counting)
+    reqs = tiny_requests()
+    hf_generate.generate(tiny, reqs)
+    assert calls and all(with_prefix for with_prefix, _ in calls)
+    assert any(packed for _, packed in calls)  # the packed prefill ran
+    assert tiny.model.config._attn_implementation == "sdpa"
+    calls.clear()
+    hf_generate.generate(tiny, reqs, reuse_prefix=False)  # no shared prefix: plain SDPA throughout
+    assert not calls

@@ -14,10 +14,13 @@ stopping rule is the plain path's (:class:`RowStops`), so greedy outputs are the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from transformers.cache_utils import DynamicLayer
 
 from glotbench.harness.core.records import GenerationRequest, GenerationResult
+from glotbench.harness.models.cascade import CascadePrefix, cascade
+from glotbench.harness.models.cascade import supported as cascade_supported
 from glotbench.harness.models.prefix import GenPlan, plan_generation
 
 # Generation-config fields that add a logits processor to ``model.generate``'s greedy search;
@@ -168,6 +171,7 @@ class FastDecoder:
         self.eos = eos_ids(self.model)
         self.pad = pad_id(self.tok)
         self.sdpa = self.model.config._attn_implementation == "sdpa"
+        self.cascade = cascade_supported(self.model)
 
     def run(self, prompts: list[tuple[int, ...]], stops: list[tuple[str, ...]], budget: int,
             plan: GenPlan) -> list[GenerationResult]:
@@ -200,31 +204,46 @@ class FastDecoder:
         """Generated tokens per row (stopping token included). Each row's cache holds
         ``[padding][its prefix][padding][its suffix][generated...]``: prefixes and suffixes
         left-padded so every row's last prompt token sits in the same slot; padding is masked
-        out, and positions count as in the row's own unpadded prompt."""
+        out, and positions count as in the row's own unpadded prompt.
+
+        With cascade attention (CPU), the prefixes stay out of the rows' cache, one copy per
+        group, and attention reads them once per step for all the group's rows (cascade.py):
+        each row's cache holds ``[padding][its suffix][generated...]``."""
+        prefix = self.cascade_prefix(kv) if self.cascade else None
+        stored = [0] * len(rows) if prefix else shared  # prefix tokens held in the rows' own cache
+        with cascade(self.model) if prefix else nullcontext():
+            return self._decode(rows, shared, stored, kv, prefix, stops, budget)
+
+    def _decode(self, rows, shared, stored, kv, prefix, stops, budget) -> list[list[int]]:
         import torch
 
-        n, width, pmax = len(rows), max(len(r) for r in rows), max(shared)
+        n, width, pmax = len(rows), max(len(r) for r in rows), max(stored)
+        extra = {"cascade_prefix": prefix} if prefix else {}
         ids = torch.full((n, width), self.pad, dtype=torch.long)
         pos = torch.zeros((n, width), dtype=torch.long)
         valid = torch.zeros((n, pmax + width), dtype=torch.bool)
         for r, row in enumerate(rows):
             ids[r, width - len(row):] = torch.tensor(row)
             pos[r, width - len(row):] = torch.arange(shared[r], shared[r] + len(row))
-            valid[r, pmax - shared[r]:pmax] = True
+            valid[r, pmax - stored[r]:pmax] = True
             valid[r, pmax + width - len(row):] = True
         slots = torch.arange(pmax + width)
         query_slots = torch.arange(pmax, pmax + width)
         causal = slots[None, :] <= query_slots[:, None]
         # A padding query sees itself, so no softmax row is empty (NaN would reach the values).
         allowed = causal[None] & (valid[:, None, :] | (slots[None, :] == query_slots[:, None])[None])
-        cache = self.slab_cache(kv, shared, pmax + width + budget)
+        cache = self.slab_cache(kv if not prefix else [None] * n, stored, pmax + width + budget)
         next_pos = pos[:, -1] + 1
-        res = self.model(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
-                         attention_mask=self.mask(allowed), cache=cache, use_cache=True, logits_to_keep=1)
+        if prefix and len(prefix.rows) == 1 and prefix.rows[0].numel() == n:
+            logits = self.packed_prefill(rows, shared, prefix, cache, width)
+        else:
+            logits = self.model(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
+                                attention_mask=self.mask(allowed), cache=cache, use_cache=True, logits_to_keep=1,
+                                **extra).logits[:, -1]
         generated: list[list[int]] = [[] for _ in rows]
         alive = list(range(n))  # row index of each batch position
         for step in range(budget):
-            token = res.logits[:, -1].argmax(-1).tolist()
+            token = logits.argmax(-1).tolist()
             keep = []
             for b, r in enumerate(alive):
                 generated[r].append(token[b])
@@ -237,13 +256,56 @@ class FastDecoder:
                 for layer in cache.layers:
                     layer.batch_select_indices(index)
                 valid, next_pos = valid[keep], next_pos[keep]
+                if prefix:
+                    extra["cascade_prefix"] = prefix = prefix.select(keep)
                 alive = [alive[b] for b in keep]
             valid = torch.cat([valid, torch.ones((len(alive), 1), dtype=torch.bool)], dim=1)
             step_ids = torch.tensor([[generated[r][-1]] for r in alive], device=self.device)
-            res = self.model(input_ids=step_ids, position_ids=next_pos[:, None].to(self.device),
-                             attention_mask=self.mask(valid[:, None, :]), cache=cache, use_cache=True)
+            logits = self.model(input_ids=step_ids, position_ids=next_pos[:, None].to(self.device),
+                                attention_mask=self.mask(valid[:, None, :]), cache=cache, use_cache=True,
+                                **extra).logits[:, -1]
             next_pos = next_pos + 1
         return generated
+
+    def packed_prefill(self, rows, shared, prefix: CascadePrefix, cache, width: int):
+        """Feed the rows' suffixes as one packed row, no padding (MGSM's questions vary
+        2-4x in length: a left-padded batch fed ~40 % padding), each attending causally to
+        itself and to the group's prefix; then lay each row's keys and values into its slab
+        right-aligned at ``width``, as the padded pass would have. Returns each row's
+        last-position logits."""
+        import torch
+        from transformers import DynamicCache
+
+        ends = torch.tensor([len(r) for r in rows]).cumsum(0).tolist()
+        segments = list(zip([0] + ends[:-1], ends))
+        ids = torch.tensor([[t for row in rows for t in row]], device=self.device)
+        pos = torch.tensor([[p for r, row in enumerate(rows) for p in range(shared[r], shared[r] + len(row))]],
+                           device=self.device)
+        packed = DynamicCache()
+        one = CascadePrefix([torch.zeros(1, dtype=torch.long, device=self.device)], prefix.kv)
+        res = self.model(input_ids=ids, position_ids=pos, cache=packed, use_cache=True,
+                         logits_to_keep=torch.tensor([e - 1 for e in ends], device=self.device),
+                         cascade_prefix=one, cascade_segments=segments)
+        for mine, theirs in zip(cache.layers, packed.layers):
+            for r, (s, e) in enumerate(segments):
+                mine.slab_keys[r, :, width - (e - s):width] = theirs.keys[0, :, s:e]
+                mine.slab_values[r, :, width - (e - s):width] = theirs.values[0, :, s:e]
+            mine.length = width
+            mine.view()
+        return res.logits[0]
+
+    def cascade_prefix(self, kv: list) -> CascadePrefix | None:
+        """The batch's prefixes, one per group of rows sharing one (None: no row has one)."""
+        import torch
+
+        groups: dict[int, list[int]] = {}
+        for r, k in enumerate(kv):
+            if k is not None:
+                groups.setdefault(id(k), []).append(r)
+        if not groups:
+            return None
+        return CascadePrefix([torch.tensor(rs, dtype=torch.long, device=self.device) for rs in groups.values()],
+                             [kv[rs[0]] for rs in groups.values()])
 
     def slab_cache(self, kv: list, shared: list[int], capacity: int):
         """A cache for the batch, preallocated to ``capacity`` slots, holding each row's
