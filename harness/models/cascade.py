@@ -83,13 +83,15 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     """(rows, heads, q, dim) queries; the cache's keys and values; a boolean 4-D mask over
     them. Returns (rows, q, heads, dim) as transformers' attention functions do.
 
-    ``cascade_segments`` [(start, end), ...]: one packed row of several prompts' suffixes
-    (a prefill without padding); each segment attends causally to itself (the mask is
-    ignored), and all of them to the one prefix group."""
+    ``cascade_segments`` [(start, end, mask), ...]: one packed row of independent segments
+    (several prompts' suffixes in a prefill without padding; several questions' blocks in a
+    scoring pass). Each segment attends only to itself: causally, or under its own (len, len)
+    boolean ``mask``; ``attention_mask`` is then ignored, and a 1024-token row costs the
+    attention of its segments instead of 1024 x 1024."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if cascade_prefix is None:
+    if cascade_prefix is None and cascade_segments is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -107,6 +109,8 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
         out_b, lse_b = flash(q_own, key, value, 0.0, False, attn_mask=mask, scale=scale)
         out_b = out_b.reshape(n, heads, q, dim)
         lse_b = lse_b.reshape(n, heads, q)
+    if cascade_prefix is None:
+        return out_b.transpose(1, 2).contiguous(), None
     # Prefix part: all of a group's queries in one call against its keys and values.
     whole = len(cascade_prefix.rows) == 1 and cascade_prefix.rows[0].numel() == n
     out_a = None if whole else torch.zeros_like(out_b)
@@ -136,10 +140,14 @@ def _segments(query, key, value, segments, g: int, scale: float):
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     outs, lses = [], []
-    for s, e in segments:
+    for s, e, allowed in segments:
         k = key[:, :, s:e].repeat_interleave(g, dim=1)
         v = value[:, :, s:e].repeat_interleave(g, dim=1)
-        o, lse = flash(query[:, :, s:e], k, v, 0.0, True, scale=scale)
+        if allowed is None:
+            o, lse = flash(query[:, :, s:e], k, v, 0.0, True, scale=scale)
+        else:
+            mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device).masked_fill(~allowed, float("-inf"))
+            o, lse = flash(query[:, :, s:e], k, v, 0.0, False, attn_mask=mask[None, None], scale=scale)
         outs.append(o)
         lses.append(lse)
     return torch.cat(outs, dim=2), torch.cat(lses, dim=2)

@@ -7,6 +7,7 @@ backend), so per-example log-likelihoods match lm-eval's to float precision.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from glotbench.harness.core.errors import GlotbenchError, ModelError
@@ -20,6 +21,8 @@ from glotbench.harness.core.records import (
     LoglikelihoodResult,
 )
 from glotbench.harness.core.versions import ANSWER_LIBRARIES, library_versions
+from glotbench.harness.models.cascade import CascadePrefix, cascade
+from glotbench.harness.models.cascade import supported as cascade_supported
 from glotbench.harness.models.prefix import Call, Group, cached_shared, plan_calls, plan_groups
 from glotbench.harness.models.prefix import Sequence as TokSeq
 from glotbench.harness.models.protocol import ModelIdentity
@@ -209,7 +212,16 @@ class HFBackend:
                 & ((mem[None, :] == -1) | (mem[:, None] == mem[None, :]))
             allowed[i, n:, n:] = torch.eye(width - n, dtype=torch.bool)  # padding sees itself only
         kwargs = {}
-        if kv is not None:
+        if n_rows == 1 and cascade_supported(self.model):
+            # CPU: attention within each question's block only (cascade.py), the cached
+            # prefix read once as the row's shared prefix instead of through the cache.
+            blk = rows[0]["block"]
+            cuts = [i for i in range(1, len(blk)) if blk[i] != blk[i - 1]]
+            kwargs["cascade_segments"] = [(s, e, allowed[0, s:e, s:e])
+                                          for s, e in zip([0] + cuts, cuts + [len(blk)])]
+            if kv is not None:
+                kwargs["cascade_prefix"] = CascadePrefix([torch.zeros(1, dtype=torch.long, device=self.device)], [kv])
+        elif kv is not None:
             from transformers import DynamicCache
 
             # A fresh cache per call (the model appends this call's keys to it), holding the
@@ -269,12 +281,17 @@ class HFBackend:
         The LM head is applied to the kept hidden states alone when that reproduces the
         model's own logits (checked once: models that scale or soft-cap logits fail the
         check and take the full path)."""
-        import torch
 
         ids, pos = ids.to(self.device), pos.to(self.device)
         use_cache = "cache" in kwargs
         if self._head_only is None:
             self._head_only = self._check_head_only()
+        with cascade(self.model) if "cascade_segments" in kwargs else nullcontext():
+            return self._logprobs_at(ids, pos, mask, keep_rows, keep_cols, use_cache, kwargs)
+
+    def _logprobs_at(self, ids, pos, mask, keep_rows, keep_cols, use_cache, kwargs):
+        import torch
+
         if self._head_only:
             base = getattr(self.model, self.model.base_model_prefix)
             hidden = base(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=use_cache,

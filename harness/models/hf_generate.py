@@ -277,7 +277,7 @@ class FastDecoder:
         from transformers import DynamicCache
 
         ends = torch.tensor([len(r) for r in rows]).cumsum(0).tolist()
-        segments = list(zip([0] + ends[:-1], ends))
+        segments = [(s, e, None) for s, e in zip([0] + ends[:-1], ends)]
         ids = torch.tensor([[t for row in rows for t in row]], device=self.device)
         pos = torch.tensor([[p for r, row in enumerate(rows) for p in range(shared[r], shared[r] + len(row))]],
                            device=self.device)
@@ -287,7 +287,7 @@ class FastDecoder:
                          logits_to_keep=torch.tensor([e - 1 for e in ends], device=self.device),
                          cascade_prefix=one, cascade_segments=segments)
         for mine, theirs in zip(cache.layers, packed.layers):
-            for r, (s, e) in enumerate(segments):
+            for r, (s, e, _) in enumerate(segments):
                 mine.slab_keys[r, :, width - (e - s):width] = theirs.keys[0, :, s:e]
                 mine.slab_values[r, :, width - (e - s):width] = theirs.values[0, :, s:e]
             mine.length = width
