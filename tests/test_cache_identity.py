@@ -69,7 +69,7 @@ PINNED = {
     # 2 was re-pinned before it shipped, when every backend's module joined ANSWER_CODE
     2: "0efc3645b036c2ed602111e829799656ba3a5284e0edf70f4256ebe9f85addf3",
     # 3: cascade attention on CPU (greedy decoding, packed scoring rows), cascade.py joined
-    3: "5b50256672155a6c0e8c96ec4a8c52ea9ea6ed1be22efb90ce570d65fa8b8e85",
+    3: "f0b038d5fa8a731c0c5b1ca342718458d1df60d6827f776a0d00ccc6924434e1",
 }
 
 

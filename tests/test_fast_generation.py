@@ -123,34 +123,39 @@ def test_fast_path_equals_model_generate_on_mgsm(embedded_dir):
     assert same(fast, hf_generate.generate(backend, reqs, reuse_prefix=False))
 
 
-def test_cascade_attention_equals_attention_over_the_concatenated_keys():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cascade_attention_equals_attention_over_the_concatenated_keys(dtype):
     """Two groups with their own prefixes and one row with none; grouped-query heads; left
     padding in the rows' own keys. The merged two-part attention must equal one attention
-    over [prefix; own keys] with the prefix visible to its group's rows only."""
+    over [prefix; own keys] with the prefix visible to its group's rows only, in the
+    model's dtype (the kernel's log-sum-exps are float32 even for bfloat16 inputs)."""
     import torch
 
     from glotbench.harness.models.cascade import CascadePrefix, attention
 
     torch.manual_seed(0)
+    dt = getattr(torch, dtype)
+    tol = 1e-5 if dtype == "float32" else 2e-2
     rows, heads, kv_heads, q, dim, own, layer = 5, 6, 2, 3, 8, 7, 1
-    query = torch.randn(rows, heads, q, dim)
-    key, value = torch.randn(rows, kv_heads, own, dim), torch.randn(rows, kv_heads, own, dim)
+    query = torch.randn(rows, heads, q, dim).to(dt)
+    key, value = torch.randn(rows, kv_heads, own, dim).to(dt), torch.randn(rows, kv_heads, own, dim).to(dt)
     mask = torch.ones(rows, 1, q, own, dtype=torch.bool).tril(own - q)
     mask[1, :, :, :2] = False  # row 1 is left-padded by two slots
     groups = {0: [0, 3], 1: [1, 2]}  # row 4 has no prefix
-    prefixes = {g: [(torch.randn(1, kv_heads, n, dim), torch.randn(1, kv_heads, n, dim)) for _ in range(2)]
-                for g, n in ((0, 11), (1, 4))}
+    prefixes = {g: [(torch.randn(1, kv_heads, n, dim).to(dt), torch.randn(1, kv_heads, n, dim).to(dt))
+                    for _ in range(2)] for g, n in ((0, 11), (1, 4))}
     spec = CascadePrefix([torch.tensor(r) for r in groups.values()], [prefixes[g] for g in groups])
     module = type("Attn", (), {"layer_idx": layer})()
     got, _ = attention(module, query, key, value, mask, scaling=dim ** -0.5, cascade_prefix=spec)
+    assert got.dtype == dt
     for r in range(rows):
         g = next((g for g, members in groups.items() if r in members), None)
-        pk, pv = prefixes[g][layer] if g is not None else (torch.zeros(1, kv_heads, 0, dim),) * 2
+        pk, pv = prefixes[g][layer] if g is not None else (torch.zeros(1, kv_heads, 0, dim, dtype=dt),) * 2
         k = torch.cat([pk[0], key[r]], 1).repeat_interleave(heads // kv_heads, 0)
         v = torch.cat([pv[0], value[r]], 1).repeat_interleave(heads // kv_heads, 0)
         m = torch.cat([torch.ones(q, pk.shape[2], dtype=torch.bool), mask[r, 0]], 1)
         want = torch.nn.functional.scaled_dot_product_attention(query[r], k, v, attn_mask=m)
-        torch.testing.assert_close(got[r].transpose(0, 1), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got[r].transpose(0, 1), want, rtol=tol, atol=tol)
     # The batch after rows 0 and 2 finished: the groups follow their rows.
     kept = spec.select([1, 3, 4])
     assert [r.tolist() for r in kept.rows] == [[1], [0]] and kept.kv == [prefixes[0], prefixes[1]]
@@ -175,3 +180,61 @@ def test_decoding_uses_cascade_attention_on_cpu_and_restores_the_model(tiny, mon
     calls.clear()
     hf_generate.generate(tiny, reqs, reuse_prefix=False)  # no shared prefix: plain SDPA throughout
     assert not calls
+
+
+def test_packed_segments_attend_only_within_themselves():
+    """One packed row of three segments, one causal and two under their own masks, plus a
+    prefix every segment sees: equal to attention over [prefix; segment] per segment."""
+    import torch
+
+    from glotbench.harness.models.cascade import CascadePrefix, attention
+
+    torch.manual_seed(1)
+    heads, kv_heads, dim, width = 4, 2, 8, 12
+    query = torch.randn(1, heads, width, dim)
+    key, value = torch.randn(1, kv_heads, width, dim), torch.randn(1, kv_heads, width, dim)
+    prefix = [(torch.randn(1, kv_heads, 5, dim), torch.randn(1, kv_heads, 5, dim))]
+    own = torch.ones(4, 4, dtype=torch.bool).tril()
+    own[3, 1] = False  # a second member that does not see the first one's token
+    segments = [(0, 3, None), (3, 7, own), (7, 12, torch.ones(5, 5, dtype=torch.bool).tril())]
+    module = type("Attn", (), {"layer_idx": 0})()
+    for spec in (None, CascadePrefix([torch.tensor([0])], [prefix])):
+        got, _ = attention(module, query, key, value, None, scaling=dim ** -0.5, cascade_prefix=spec,
+                           cascade_segments=segments)
+        for s, e, allowed in segments:
+            m = allowed if allowed is not None else torch.ones(e - s, e - s, dtype=torch.bool).tril()
+            k, v = key[0, :, s:e], value[0, :, s:e]
+            if spec is not None:
+                k, v = torch.cat([prefix[0][0][0], k], 1), torch.cat([prefix[0][1][0], v], 1)
+                m = torch.cat([torch.ones(e - s, 5, dtype=torch.bool), m], 1)
+            want = torch.nn.functional.scaled_dot_product_attention(
+                query[0, :, s:e], k.repeat_interleave(2, 0), v.repeat_interleave(2, 0), attn_mask=m)
+            torch.testing.assert_close(got[0, s:e].transpose(0, 1), want, rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_with_block_attention_equals_the_full_width_mask(tiny, monkeypatch):
+    """Log-likelihoods of packed rows (groups in one row, and a big group's cached prefix)
+    with attention block by block against the previous full-width masked attention."""
+    from glotbench.harness.core.records import LoglikelihoodRequest
+    from glotbench.harness.models import hf
+
+    reqs = [LoglikelihoodRequest(SHARED + q, c) for q in ("One.", "Two and three.", "Four?")
+            for c in (" yes", " no, never")] + [LoglikelihoodRequest("Short premise", " then"),
+                                                 LoglikelihoodRequest("Short premise", " else")]
+    tiny.batch_size = 2  # the shared block's group exceeds a call: its prefix is cached
+    blocks = tiny.loglikelihood(reqs)
+    monkeypatch.setattr(hf, "cascade_supported", lambda model: False)
+    full = tiny.loglikelihood(reqs)
+    assert [r.logprob for r in blocks] == pytest.approx([r.logprob for r in full], abs=1e-5)
+    assert [r.is_greedy for r in blocks] == [r.is_greedy for r in full]
+
+
+def test_cascade_is_limited_to_families_whose_attention_it_replaces(tiny):
+    from glotbench.harness.models.cascade import supported
+
+    assert supported(tiny.model)
+    fake = type("M", (), {"device": tiny.model.device, "config": type("C", (), {
+        "_attn_implementation": "sdpa", "model_type": "falcon", "head_dim": 8})()})()
+    assert not supported(fake)  # Falcon tests the implementation's name itself
+    fake.config.model_type, fake.config.v_head_dim = "llama", 16
+    assert not supported(fake)  # query/key and value head sizes differ (MLA)

@@ -4,7 +4,7 @@ A batch of generation rows that share a few-shot block used to hold one copy of 
 keys and values per row, and every decode step read all of them: on MGSM's ~1,000-token
 blocks that was ~40 % of a 16-row step on CPU (memory traffic, not arithmetic). Here the
 rows' cache holds only their own tokens; the block's keys and values are kept once per
-group, and attention is computed in two parts merged exactly by their log-sum-exp:
+group, and attention is computed in two parts merged by their log-sum-exp:
 
 - every query of a group's rows against the group's prefix, as one attention call whose
   queries are all those rows' queries (no mask: a prefix is visible to all of them);
@@ -48,25 +48,41 @@ class CascadePrefix:
         return CascadePrefix(rows, kv)
 
 
+# Model families whose attention module calls transformers' attention interface with the
+# standard arguments, equal query/key/value head sizes, plain softmax (no soft-capping or
+# sinks) and the same grouping at every layer (checked on tiny models of each: texts equal to
+# the per-row copy's, log-likelihoods within 1e-6). Any other family keeps the plain path: a
+# model that tests the implementation's name itself (Falcon, several MoE/MLA families) would
+# silently ignore the prefix passed here.
+FAMILIES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma", "phi3",
+                      "granite", "gpt_neox"})
+
+
 def supported(model) -> bool:
-    """CPU models whose attention goes through transformers' interface with SDPA (the
-    flash kernel that returns the log-sum-exp is the CPU one)."""
-    return (model.device.type == "cpu" and model.config._attn_implementation == "sdpa"
-            and model.config.model_type != "gpt_oss")  # attention sinks: not plain softmax
+    """CPU models of :data:`FAMILIES` running SDPA (the flash kernel that returns the
+    log-sum-exp is the CPU one)."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None)
+    return (model.device.type == "cpu" and config._attn_implementation == "sdpa"
+            and config.model_type in FAMILIES
+            and getattr(config, "v_head_dim", head_dim) == head_dim)
 
 
 @contextmanager
 def cascade(model):
     """Within the block, ``model`` attends through :func:`attention` (plain SDPA unless a
-    call passes ``cascade_prefix``)."""
+    call passes ``cascade_prefix`` or ``cascade_segments``). The switch is the config's own
+    field only (the public setter would also rewrite every sub-config's implementation, and
+    restoring would flatten them). Not thread-safe: the config and the mask memo are shared;
+    a backend answers one batch at a time."""
     register()
     config = model.config
-    before = config._attn_implementation
-    config._attn_implementation = NAME
+    before = config._attn_implementation_internal
+    config._attn_implementation_internal = NAME
     try:
         yield
     finally:
-        config._attn_implementation = before
+        config._attn_implementation_internal = before
         _MEMO.clear()
 
 
@@ -110,7 +126,7 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
         out_b = out_b.reshape(n, heads, q, dim)
         lse_b = lse_b.reshape(n, heads, q)
     if cascade_prefix is None:
-        return out_b.transpose(1, 2).contiguous(), None
+        return out_b.to(query.dtype).transpose(1, 2).contiguous(), None
     # Prefix part: all of a group's queries in one call against its keys and values.
     whole = len(cascade_prefix.rows) == 1 and cascade_prefix.rows[0].numel() == n
     out_a = None if whole else torch.zeros_like(out_b)
@@ -127,15 +143,17 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
             out_a, lse_a = o, lse
         else:
             out_a[rows], lse_a[rows] = o, lse
+    # The kernel's log-sum-exps are float32 whatever the inputs: merge in float32, return the
+    # model's dtype (a bfloat16 model's output projection takes bfloat16).
     top = torch.maximum(lse_a, lse_b)
     wa, wb = torch.exp(lse_a - top), torch.exp(lse_b - top)
-    out = (out_a * wa[..., None] + out_b * wb[..., None]) / (wa + wb)[..., None]
-    return out.transpose(1, 2).contiguous(), None
+    out = (out_a.float() * wa[..., None] + out_b.float() * wb[..., None]) / (wa + wb)[..., None]
+    return out.to(query.dtype).transpose(1, 2).contiguous(), None
 
 
 def _segments(query, key, value, segments, g: int, scale: float):
-    """Causal attention within each segment of one packed row: (1, heads, q, dim) outputs
-    and (1, heads, q) log-sum-exps."""
+    """Attention within each segment of one packed row (causal, or under the segment's own
+    boolean mask): (1, heads, q, dim) outputs and (1, heads, q) log-sum-exps."""
     import torch
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -153,7 +171,7 @@ def _segments(query, key, value, segments, g: int, scale: float):
     return torch.cat(outs, dim=2), torch.cat(lses, dim=2)
 
 
-_MEMO: list = []  # [(the mask it was built from, its additive form)]: one per forward pass
+_MEMO: list = []  # [(the mask it was built from, g, its additive form)]: one per forward pass
 
 
 def _additive(mask, n: int, q: int, keys: int, g: int, dtype):
@@ -162,10 +180,10 @@ def _additive(mask, n: int, q: int, keys: int, g: int, dtype):
     pass (every layer gets the same mask object; the memo holds it, so its id stays unique)."""
     import torch
 
-    if _MEMO and _MEMO[0][0] is mask:
-        return _MEMO[0][1]
+    if _MEMO and _MEMO[0][0] is mask and _MEMO[0][1] == g and _MEMO[0][2].dtype == dtype:
+        return _MEMO[0][2]
     out = mask.expand(n, 1, q, keys).repeat(1, 1, g, 1)
     if out.dtype == torch.bool:
         out = torch.zeros(out.shape, dtype=dtype, device=out.device).masked_fill(~out, float("-inf"))
-    _MEMO[:] = [(mask, out)]
+    _MEMO[:] = [(mask, g, out)]
     return out
