@@ -69,7 +69,7 @@ PINNED = {
     # 2 was re-pinned before it shipped, when every backend's module joined ANSWER_CODE
     2: "0efc3645b036c2ed602111e829799656ba3a5284e0edf70f4256ebe9f85addf3",
     # 3: cascade attention on CPU (greedy decoding, packed scoring rows), cascade.py joined
-    3: "f0b038d5fa8a731c0c5b1ca342718458d1df60d6827f776a0d00ccc6924434e1",
+    3: "02198780865b4eb1c2f6953dc8d9ebf6b2f20135d5df18a433132436087409c5",
 }
 
 

@@ -182,27 +182,32 @@ def test_decoding_uses_cascade_attention_on_cpu_and_restores_the_model(tiny, mon
     assert not calls
 
 
-def test_packed_segments_attend_only_within_themselves():
-    """One packed row of three segments, one causal and two under their own masks, plus a
-    prefix every segment sees: equal to attention over [prefix; segment] per segment."""
+@pytest.mark.parametrize("masked", [False, True])
+def test_packed_segments_attend_only_within_themselves(masked):
+    """One packed row of three segments, causal or under their own masks, with and without
+    a prefix every segment sees: equal to attention over [prefix; segment] per segment."""
     import torch
 
-    from glotbench.harness.models.cascade import CascadePrefix, attention
+    from glotbench.harness.models.cascade import CascadePrefix, attention, packed_segments
 
     torch.manual_seed(1)
     heads, kv_heads, dim, width = 4, 2, 8, 12
     query = torch.randn(1, heads, width, dim)
     key, value = torch.randn(1, kv_heads, width, dim), torch.randn(1, kv_heads, width, dim)
     prefix = [(torch.randn(1, kv_heads, 5, dim), torch.randn(1, kv_heads, 5, dim))]
-    own = torch.ones(4, 4, dtype=torch.bool).tril()
-    own[3, 1] = False  # a second member that does not see the first one's token
-    segments = [(0, 3, None), (3, 7, own), (7, 12, torch.ones(5, 5, dtype=torch.bool).tril())]
+    bounds = [(0, 3), (3, 7), (7, 12)]
+    allowed = torch.zeros(width, width, dtype=torch.bool)
+    for s, e in bounds:
+        allowed[s:e, s:e] = torch.ones(e - s, e - s, dtype=torch.bool).tril()
+    if masked:
+        allowed[6, 4] = False  # a second member that does not see the first one's token
+    segments = packed_segments([e for _, e in bounds], allowed if masked else None, torch.float32)
     module = type("Attn", (), {"layer_idx": 0})()
-    for spec in (None, CascadePrefix([torch.tensor([0])], [prefix])):
+    for spec in (None, CascadePrefix.one_row(prefix, "cpu")):
         got, _ = attention(module, query, key, value, None, scaling=dim ** -0.5, cascade_prefix=spec,
                            cascade_segments=segments)
-        for s, e, allowed in segments:
-            m = allowed if allowed is not None else torch.ones(e - s, e - s, dtype=torch.bool).tril()
+        for s, e in bounds:
+            m = allowed[s:e, s:e]
             k, v = key[0, :, s:e], value[0, :, s:e]
             if spec is not None:
                 k, v = torch.cat([prefix[0][0][0], k], 1), torch.cat([prefix[0][1][0], v], 1)

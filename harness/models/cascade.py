@@ -15,7 +15,8 @@ attention as over the concatenated keys, up to float rounding.
 
 Registered in transformers' attention interface as ``glotbench_cascade``; the model uses it
 only inside :func:`cascade` (its config's implementation is switched for the call and
-restored), and only with a ``cascade_prefix`` argument; without one it is plain SDPA.
+restored), and only with a ``cascade_prefix`` or ``cascade_segments`` argument; without
+either it is plain SDPA.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ class CascadePrefix:
 
     rows: list  # one LongTensor of batch positions per group
     kv: list  # one per group: [(keys, values) per layer]
+
+    @classmethod
+    def one_row(cls, layers: list, device) -> CascadePrefix:
+        """One prefix seen by every query of a single (packed) row."""
+        import torch
+
+        return cls([torch.zeros(1, dtype=torch.long, device=device)], [layers])
+
+    def covers(self, n: int) -> bool:
+        """Whether one group holds all ``n`` rows of the batch."""
+        return len(self.rows) == 1 and self.rows[0].numel() == n
 
     def select(self, keep: list[int]) -> CascadePrefix:
         """The same prefixes after the batch kept only positions ``keep`` (in order)."""
@@ -73,8 +85,8 @@ def cascade(model):
     """Within the block, ``model`` attends through :func:`attention` (plain SDPA unless a
     call passes ``cascade_prefix`` or ``cascade_segments``). The switch is the config's own
     field only (the public setter would also rewrite every sub-config's implementation, and
-    restoring would flatten them). Not thread-safe: the config and the mask memo are shared;
-    a backend answers one batch at a time."""
+    restoring would flatten them). Not thread-safe: the config is shared; a backend answers
+    one batch at a time."""
     register()
     config = model.config
     before = config._attn_implementation_internal
@@ -83,7 +95,6 @@ def cascade(model):
         yield
     finally:
         config._attn_implementation_internal = before
-        _MEMO.clear()
 
 
 def register() -> None:
@@ -99,11 +110,11 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     """(rows, heads, q, dim) queries; the cache's keys and values; a boolean 4-D mask over
     them. Returns (rows, q, heads, dim) as transformers' attention functions do.
 
-    ``cascade_segments`` [(start, end, mask), ...]: one packed row of independent segments
-    (several prompts' suffixes in a prefill without padding; several questions' blocks in a
-    scoring pass). Each segment attends only to itself: causally, or under its own (len, len)
-    boolean ``mask``; ``attention_mask`` is then ignored, and a 1024-token row costs the
-    attention of its segments instead of 1024 x 1024."""
+    ``cascade_segments`` (from :func:`packed_segments`): one packed row of independent
+    segments (several prompts' suffixes in a prefill without padding; several questions'
+    blocks in a scoring pass). Each segment attends only to itself: causally, or under its
+    own mask; ``attention_mask`` is then ignored, and a 1024-token row costs the attention of
+    its segments instead of 1024 x 1024."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -121,14 +132,16 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
         out_b, lse_b = _segments(query, key, value, cascade_segments, g, scale)
     else:
         q_own = query.reshape(n, kv_heads, g * q, dim)
-        mask = None if attention_mask is None else _additive(attention_mask, n, q, key.shape[2], g, query.dtype)
+        mask = None
+        if attention_mask is not None:  # the same mask for the g heads folded into each row
+            mask = additive(attention_mask.expand(n, 1, q, key.shape[2]), query.dtype).repeat(1, 1, g, 1)
         out_b, lse_b = flash(q_own, key, value, 0.0, False, attn_mask=mask, scale=scale)
         out_b = out_b.reshape(n, heads, q, dim)
         lse_b = lse_b.reshape(n, heads, q)
     if cascade_prefix is None:
         return out_b.to(query.dtype).transpose(1, 2).contiguous(), None
     # Prefix part: all of a group's queries in one call against its keys and values.
-    whole = len(cascade_prefix.rows) == 1 and cascade_prefix.rows[0].numel() == n
+    whole = cascade_prefix.covers(n)
     out_a = None if whole else torch.zeros_like(out_b)
     lse_a = None if whole else torch.full_like(lse_b, float("-inf"))
     for rows, layers in zip(cascade_prefix.rows, cascade_prefix.kv):
@@ -151,39 +164,36 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     return out.to(query.dtype).transpose(1, 2).contiguous(), None
 
 
+def packed_segments(ends: list[int], allowed=None, dtype=None) -> list:
+    """``cascade_segments`` for a packed row whose segments end at ``ends`` (cumulative):
+    causal within each segment, or, with ``allowed`` (the row's (width, width) booleans),
+    under its diagonal block, made additive in ``dtype`` once for every layer."""
+    starts = [0] + ends[:-1]
+    if allowed is None:
+        return [(s, e, None) for s, e in zip(starts, ends)]
+    return [(s, e, additive(allowed[s:e, s:e], dtype)[None, None]) for s, e in zip(starts, ends)]
+
+
+def additive(allowed, dtype):
+    """A boolean mask as the flash kernel takes it: 0 where allowed, -inf elsewhere."""
+    import torch
+
+    if allowed.dtype != torch.bool:
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))
+
+
 def _segments(query, key, value, segments, g: int, scale: float):
-    """Attention within each segment of one packed row (causal, or under the segment's own
-    boolean mask): (1, heads, q, dim) outputs and (1, heads, q) log-sum-exps."""
+    """Attention within each segment of one packed row: (1, heads, q, dim) outputs and
+    (1, heads, q) log-sum-exps."""
     import torch
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     outs, lses = [], []
-    for s, e, allowed in segments:
+    for s, e, mask in segments:
         k = key[:, :, s:e].repeat_interleave(g, dim=1)
         v = value[:, :, s:e].repeat_interleave(g, dim=1)
-        if allowed is None:
-            o, lse = flash(query[:, :, s:e], k, v, 0.0, True, scale=scale)
-        else:
-            mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device).masked_fill(~allowed, float("-inf"))
-            o, lse = flash(query[:, :, s:e], k, v, 0.0, False, attn_mask=mask[None, None], scale=scale)
+        o, lse = flash(query[:, :, s:e], k, v, 0.0, mask is None, attn_mask=mask, scale=scale)
         outs.append(o)
         lses.append(lse)
     return torch.cat(outs, dim=2), torch.cat(lses, dim=2)
-
-
-_MEMO: list = []  # [(the mask it was built from, g, its additive form)]: one per forward pass
-
-
-def _additive(mask, n: int, q: int, keys: int, g: int, dtype):
-    """The boolean (rows, 1, q, keys) mask as the kernel takes it: additive, in the query's
-    dtype, repeated for the g query heads folded into the query axis. Built once per forward
-    pass (every layer gets the same mask object; the memo holds it, so its id stays unique)."""
-    import torch
-
-    if _MEMO and _MEMO[0][0] is mask and _MEMO[0][1] == g and _MEMO[0][2].dtype == dtype:
-        return _MEMO[0][2]
-    out = mask.expand(n, 1, q, keys).repeat(1, 1, g, 1)
-    if out.dtype == torch.bool:
-        out = torch.zeros(out.shape, dtype=dtype, device=out.device).masked_fill(~out, float("-inf"))
-    _MEMO[:] = [(mask, g, out)]
-    return out

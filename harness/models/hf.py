@@ -21,7 +21,7 @@ from glotbench.harness.core.records import (
     LoglikelihoodResult,
 )
 from glotbench.harness.core.versions import ANSWER_LIBRARIES, library_versions
-from glotbench.harness.models.cascade import CascadePrefix, cascade
+from glotbench.harness.models.cascade import CascadePrefix, cascade, packed_segments
 from glotbench.harness.models.cascade import supported as cascade_supported
 from glotbench.harness.models.prefix import Call, Group, cached_shared, plan_calls, plan_groups
 from glotbench.harness.models.prefix import Sequence as TokSeq
@@ -216,11 +216,10 @@ class HFBackend:
             # CPU: attention within each question's block only (cascade.py), the cached
             # prefix read once as the row's shared prefix instead of through the cache.
             blk = rows[0]["block"]
-            cuts = [i for i in range(1, len(blk)) if blk[i] != blk[i - 1]]
-            kwargs["cascade_segments"] = [(s, e, allowed[0, s:e, s:e])
-                                          for s, e in zip([0] + cuts, cuts + [len(blk)])]
+            ends = [i for i in range(1, len(blk)) if blk[i] != blk[i - 1]] + [len(blk)]
+            kwargs["cascade_segments"] = packed_segments(ends, allowed[0].to(self.device), self.model.dtype)
             if kv is not None:
-                kwargs["cascade_prefix"] = CascadePrefix([torch.zeros(1, dtype=torch.long, device=self.device)], [kv])
+                kwargs["cascade_prefix"] = CascadePrefix.one_row(kv, self.device)
         elif kv is not None:
             from transformers import DynamicCache
 

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from transformers.cache_utils import DynamicLayer
 
 from glotbench.harness.core.records import GenerationRequest, GenerationResult
-from glotbench.harness.models.cascade import CascadePrefix, cascade
+from glotbench.harness.models.cascade import CascadePrefix, cascade, packed_segments
 from glotbench.harness.models.cascade import supported as cascade_supported
 from glotbench.harness.models.prefix import GenPlan, plan_generation
 
@@ -219,27 +219,16 @@ class FastDecoder:
 
         n, width, pmax = len(rows), max(len(r) for r in rows), max(stored)
         extra = {"cascade_prefix": prefix} if prefix else {}
-        ids = torch.full((n, width), self.pad, dtype=torch.long)
-        pos = torch.zeros((n, width), dtype=torch.long)
         valid = torch.zeros((n, pmax + width), dtype=torch.bool)
         for r, row in enumerate(rows):
-            ids[r, width - len(row):] = torch.tensor(row)
-            pos[r, width - len(row):] = torch.arange(shared[r], shared[r] + len(row))
             valid[r, pmax - stored[r]:pmax] = True
             valid[r, pmax + width - len(row):] = True
-        slots = torch.arange(pmax + width)
-        query_slots = torch.arange(pmax, pmax + width)
-        causal = slots[None, :] <= query_slots[:, None]
-        # A padding query sees itself, so no softmax row is empty (NaN would reach the values).
-        allowed = causal[None] & (valid[:, None, :] | (slots[None, :] == query_slots[:, None])[None])
+        next_pos = torch.tensor([shared[r] + len(row) for r, row in enumerate(rows)])
         cache = self.slab_cache(kv if not prefix else [None] * n, stored, pmax + width + budget)
-        next_pos = pos[:, -1] + 1
-        if prefix and len(prefix.rows) == 1 and prefix.rows[0].numel() == n:
+        if prefix and prefix.covers(n):
             logits = self.packed_prefill(rows, shared, prefix, cache, width)
         else:
-            logits = self.model(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
-                                attention_mask=self.mask(allowed), cache=cache, use_cache=True, logits_to_keep=1,
-                                **extra).logits[:, -1]
+            logits = self.padded_prefill(rows, shared, valid, cache, extra)
         generated: list[list[int]] = [[] for _ in rows]
         alive = list(range(n))  # row index of each batch position
         for step in range(budget):
@@ -267,6 +256,28 @@ class FastDecoder:
             next_pos = next_pos + 1
         return generated
 
+    def padded_prefill(self, rows, shared, valid, cache, extra: dict):
+        """Feed the rows' suffixes left-padded to a common width, every row's last prompt
+        token in the same slot; positions count as in the row's own unpadded prompt.
+        Returns each row's last-position logits."""
+        import torch
+
+        n, width = len(rows), max(len(r) for r in rows)
+        pmax = valid.shape[1] - width
+        ids = torch.full((n, width), self.pad, dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, width - len(row):] = torch.tensor(row)
+            pos[r, width - len(row):] = torch.arange(shared[r], shared[r] + len(row))
+        slots = torch.arange(pmax + width)
+        query_slots = torch.arange(pmax, pmax + width)
+        causal = slots[None, :] <= query_slots[:, None]
+        # A padding query sees itself, so no softmax row is empty (NaN would reach the values).
+        allowed = causal[None] & (valid[:, None, :] | (slots[None, :] == query_slots[:, None])[None])
+        return self.model(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
+                          attention_mask=self.mask(allowed), cache=cache, use_cache=True, logits_to_keep=1,
+                          **extra).logits[:, -1]
+
     def packed_prefill(self, rows, shared, prefix: CascadePrefix, cache, width: int):
         """Feed the rows' suffixes as one packed row, no padding (MGSM's questions vary
         2-4x in length: a left-padded batch fed ~40 % padding), each attending causally to
@@ -277,15 +288,15 @@ class FastDecoder:
         from transformers import DynamicCache
 
         ends = torch.tensor([len(r) for r in rows]).cumsum(0).tolist()
-        segments = [(s, e, None) for s, e in zip([0] + ends[:-1], ends)]
+        segments = packed_segments(ends)
         ids = torch.tensor([[t for row in rows for t in row]], device=self.device)
         pos = torch.tensor([[p for r, row in enumerate(rows) for p in range(shared[r], shared[r] + len(row))]],
                            device=self.device)
         packed = DynamicCache()
-        one = CascadePrefix([torch.zeros(1, dtype=torch.long, device=self.device)], prefix.kv)
         res = self.model(input_ids=ids, position_ids=pos, cache=packed, use_cache=True,
                          logits_to_keep=torch.tensor([e - 1 for e in ends], device=self.device),
-                         cascade_prefix=one, cascade_segments=segments)
+                         cascade_prefix=CascadePrefix.one_row(prefix.kv[0], self.device),
+                         cascade_segments=segments)
         for mine, theirs in zip(cache.layers, packed.layers):
             for r, (s, e, _) in enumerate(segments):
                 mine.slab_keys[r, :, width - (e - s):width] = theirs.keys[0, :, s:e]
