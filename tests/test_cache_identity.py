@@ -70,6 +70,8 @@ PINNED = {
     2: "0efc3645b036c2ed602111e829799656ba3a5284e0edf70f4256ebe9f85addf3",
     # 3: cascade attention on CPU (greedy decoding, packed scoring rows), cascade.py joined
     3: "02198780865b4eb1c2f6953dc8d9ebf6b2f20135d5df18a433132436087409c5",
+    # 4: the vllm engine reports max_num_seqs (a GPU run's chunk floor); answers unchanged
+    4: "e24cf4d596193a0edabe05937a051f64c67dcdca4b71b1b0e242c14e92b87ba3",
 }
 
 

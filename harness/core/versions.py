@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from importlib import metadata
 
-SCORING_VERSION = 3
+SCORING_VERSION = 4
 """Version of what a cached answer means. Bump it whenever a change can alter a
 log-likelihood or a generation for the same request and model: tokenisation, shared-prefix
 packing, masks, positions, the log-softmax and its summation, generation settings and stop

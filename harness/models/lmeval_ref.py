@@ -90,9 +90,11 @@ def write_configs(task: Task, langs: list[str], files: dict[str, Path], out: Pat
 
 
 def run_reference(task: Task, model_dir: Path, files: dict[str, Path], *, limit: int | None = None,
-                  batch_size: int = 16, device: str = "cpu", **config) -> ReferenceResult:
-    """Evaluate ``task`` on ``files`` (lang → JSON-lines path) with lm-eval's hf backend;
-    ``config``: the keyword options of :func:`write_configs`."""
+                  batch_size: int | str = 16, device: str = "cpu", backend: str = "hf",
+                  model_args: str = "dtype=float32", **config) -> ReferenceResult:
+    """Evaluate ``task`` on ``files`` (lang → JSON-lines path) with lm-eval's ``backend`` (hf,
+    or vllm on a GPU) and ``model_args`` besides ``pretrained``; ``config``: the keyword options
+    of :func:`write_configs`."""
     _lm_eval_tasks_dir()
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -103,7 +105,7 @@ def run_reference(task: Task, model_dir: Path, files: dict[str, Path], *, limit:
         manager = TaskManager(include_path=tmp, include_defaults=False)
         t0 = time.time()
         out = simple_evaluate(
-            model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=names,
+            model=backend, model_args=f"pretrained={model_dir},{model_args}", tasks=names,
             batch_size=batch_size, device=device, limit=limit, log_samples=True,
             task_manager=manager, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
             fewshot_random_seed=0, bootstrap_iters=0,

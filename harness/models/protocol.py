@@ -63,6 +63,10 @@ class ModelIdentity:
 
 
 class Backend(Protocol):
+    """Optional besides these: ``min_chunk``, the fewest requests per call at which the
+    backend runs at full speed (a continuous-batching engine on a GPU fills its batch from
+    one call); a run hands it chunks at least that big."""
+
     identity: ModelIdentity
     batch_size: int
 

@@ -37,6 +37,10 @@ from glotbench.harness.models.vllm_env import Worker, in_process
 
 CPU_MAX_MODEL_LEN = 2048
 """On CPU the KV cache is a few GiB: without --max-model-len, at most this many tokens."""
+GPU_CHUNK_BATCHES = 4
+"""On a GPU, a run hands the engine at least this many of its full batches (max_num_seqs)
+per call: glotbench's chunks are for kill -9 safety, and smaller ones would leave the engine's
+continuous batching half empty (each call drains its batch before the next one starts)."""
 
 
 def model_dir(path: str) -> Path:
@@ -103,6 +107,7 @@ class VLLMBackend:
         self.max_length = int(info["max_model_len"]) - 2
         self.encoder = PairEncoder(self.tokenizer, self.max_length)
         device = info["device"]
+        self.min_chunk = GPU_CHUNK_BATCHES * int(info.get("max_num_seqs") or 0) if device == "cuda" else 0
         self.identity = ModelIdentity(
             backend="vllm", name=name or f"vllm:{path}", weights_sha256=dir_sha256(directory, HASHED_FILES),
             dtype=info["dtype"], device=device, hardware=hardware(device) if not local or device == "cpu"

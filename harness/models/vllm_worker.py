@@ -49,7 +49,8 @@ class Engine:
         config = self.llm.llm_engine.model_config
         self.info = {"vllm": getattr(vllm, "__version__", None), "torch": _version("torch"),
                      "transformers": _version("transformers"), "device": "cuda" if _on_gpu() else "cpu",
-                     "dtype": str(config.dtype).removeprefix("torch."), "max_model_len": config.max_model_len}
+                     "dtype": str(config.dtype).removeprefix("torch."), "max_model_len": config.max_model_len,
+                     "max_num_seqs": self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs}
 
     def _prompts(self, seqs):
         from vllm.inputs import TokensPrompt

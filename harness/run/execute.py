@@ -44,16 +44,15 @@ MIN_CHUNK = 32
 GEN_CHUNK_BATCHES = 4
 
 
-def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
+def execute(cfg: RunConfig, units: list[Unit], progress: bool = True, backend: Backend | None = None) -> Path:
+    """Run the planned units and write the run directory; ``backend``: an already loaded
+    backend for ``cfg.model`` (benchmarks time a run without its model load), else loaded here."""
     started = time.time()
     if cfg.output:
         check_new(Path(cfg.output))  # before the model loads: a taken name fails at once
-    if cfg.data_parallel > 1:  # replicas as Ray actors; a single-process run never imports Ray
-        from glotbench.harness.run.parallel import ReplicaPool
-
-        backend = ReplicaPool.start(cfg)
-    else:
-        backend = load_backend(cfg.model, **cfg.backend_options())
+    owned = backend is None  # a backend handed in stays the caller's to release
+    if backend is None:
+        backend = start_backend(cfg)
     if hasattr(backend, "expect_loglikelihood"):  # a served model's refusal names these tasks
         backend.expect_loglikelihood(sorted({u.task.name for u in units if u.task.output_type != "generate"}))
     name = cfg.output or str(Path(cfg.results_dir) / timestamped(backend.identity.name.split("/")[-1]))
@@ -77,7 +76,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
         if cfg.xcomet:
             from glotbench.harness.metrics import comet
 
-            if backend.identity.device.startswith("cuda") and hasattr(backend, "release"):
+            if owned and backend.identity.device.startswith("cuda") and hasattr(backend, "release"):
                 backend.release()  # every response is in hand: give the GPU to the xCOMET worker
             neural = comet.score_units(cfg, scored, cache, device=backend.identity.device, progress=progress)
             extra = {u.task.name: ("xcomet",) for u, _, _ in scored if u.task.source_field}
@@ -120,8 +119,18 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True) -> Path:
     finally:
         if cache is not None:
             cache.close()
-        if hasattr(backend, "release"):
+        if owned and hasattr(backend, "release"):
             backend.release()  # the vllm backend's worker and engine processes end here
+
+
+def start_backend(cfg: RunConfig) -> Backend:
+    """The run's backend: one model, or replicas as Ray actors (a single-process run never
+    imports Ray)."""
+    if cfg.data_parallel > 1:
+        from glotbench.harness.run.parallel import ReplicaPool
+
+        return ReplicaPool.start(cfg)
+    return load_backend(cfg.model, **cfg.backend_options())
 
 
 def work_bar(units: list[Unit], backend: Backend, enabled: bool) -> WorkBar:
@@ -240,8 +249,8 @@ def pending_chunks(units: list[Unit], backend: Backend, cache: RequestCache, mod
     generative = units[0].task.output_type == "generate"
     result_type = GenerationResult if generative else LoglikelihoodResult
     found = {k: result_type(**v) for k, v in cache.get_many(model_key, list(requests)).items()}
-    chunk_size = backend.batch_size * GEN_CHUNK_BATCHES if generative \
-        else max(MIN_CHUNK, CHUNK_CALLS * backend.batch_size)
+    chunk_size = max(backend.batch_size * GEN_CHUNK_BATCHES if generative
+                     else max(MIN_CHUNK, CHUNK_CALLS * backend.batch_size), getattr(backend, "min_chunk", 0))
     hit = [k for k in keys if k in found]
     counts["from_cache"] += len(hit)
     advance(bar, hit, cached=True)

@@ -74,7 +74,8 @@ class Replica:
         self.backend = load_backend(spec, **options)
         where = {"host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
                  "torch_threads": torch.get_num_threads(),
-                 "gpus": [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]}
+                 "gpus": [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])],
+                 "min_chunk": getattr(self.backend, "min_chunk", 0)}
         return self.backend.identity, where
 
     def loglikelihood(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -106,6 +107,7 @@ class ReplicaPool:
                  resources: dict, local_dir: str | None):
         self.ray, self.actors, self.identity, self.where = ray, actors, identity, where
         self.batch_size = cfg.batch_size
+        self.min_chunk = max(w.get("min_chunk", 0) for w in where)  # the replicas' (vLLM on GPUs)
         self.cfg, self.resources, self.local_dir = cfg, resources, local_dir
         self.chat_template = ray.get(actors[0].chat_template.remote())
         self.released = False
