@@ -8,10 +8,12 @@ working tree. This script, run where pip works, fills ``.ship1`` .. ``.ship3`` (
   what a dense model on Hopper uses (the FlashAttention-3 and core kernels; FA2, the MoE
   kernels, DeepGEMM, SM100 attention and the Rust frontend left out), xz-compressed and split;
 - the pure-Python and small compiled dependencies of vLLM, lm-eval 0.4.13 and glotbench the
-  machine lacks (``--have``: the names it already holds), as cp312 wheels;
+  machine lacks (``HAVE`` below: what its image holds), as cp312 x86-64 wheels;
 - glotbench's own wheel and the embedded model's config and tokenizer (the weights stay:
   ``bench_vllm.py --random-weights`` builds them there);
 - ``.ship3/run.sh``, the check itself: unpack, install into /tmp/site, run the bench.
+
+The three folders are added to ``.git/info/exclude`` (never committed).
 
 Then three calls, back to back (the machine stays warm 30 s): carry ``.ship1``, then
 ``.ship2``, each copying itself to /tmp/ship; then carry ``.ship3`` and run
@@ -32,6 +34,8 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parent.parent
 VLLM = "vllm==0.26.0"
@@ -73,6 +77,10 @@ tensorstore threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaud
 torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3
 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp"""
 BUDGET = 45 * 2**20  # per call, besides the ~17 MiB working tree
+# The machine requirement markers are evaluated for: CPython 3.12 on x86-64 Linux.
+TARGET = {"python_version": "3.12", "python_full_version": "3.12.3", "implementation_name": "cpython",
+          "platform_python_implementation": "CPython", "sys_platform": "linux", "platform_system": "Linux",
+          "platform_machine": "x86_64", "os_name": "posix", "extra": ""}
 
 RUN_SH = r"""#!/bin/bash
 # Written by bench/gpu_carry.py: unpack what .ship1-3 carried, install it into /tmp/site, run
@@ -126,11 +134,9 @@ def requirements(wheel: Path) -> list[str]:
     for line in lines:
         if not line.startswith("Requires-Dist:"):
             continue
-        req = line.split(":", 1)[1].strip()
-        marker = req.split(";", 1)[1].replace("'", '"') if ";" in req else ""
-        if "extra ==" in marker or "win32" in marker or "Windows" in marker or 'python_version < "3.1' in marker:
-            continue
-        out.append(req.split(";", 1)[0].strip())
+        req = Requirement(line.split(":", 1)[1].strip())
+        if req.marker is None or req.marker.evaluate(TARGET):  # an extra's requirement evaluates False
+            out.append(str(req).split(";", 1)[0].strip())
     return out
 
 

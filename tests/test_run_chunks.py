@@ -1,16 +1,23 @@
 """How a run hands requests to its backend: chunks of the batch size, at least a backend's
-``min_chunk`` (a continuous-batching engine on a GPU), and a backend handed to ``execute`` is
-the caller's (benchmarks time a run on an engine they loaded)."""
+``min_chunk`` (a continuous-batching engine on a GPU) but a share for each replica of a pool,
+and a backend handed to ``execute`` is the caller's (benchmarks time a run on an engine they
+loaded)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
+from glotbench.harness.core.errors import GlotbenchError
 from glotbench.harness.core.records import GenerationResult
 from glotbench.harness.models.protocol import ModelIdentity
+from glotbench.harness.models.vllm_backend import chunk_floor
 from glotbench.harness.run.config import RunConfig
 from glotbench.harness.run.execute import GEN_CHUNK_BATCHES, execute
+from glotbench.harness.run.parallel import ReplicaPool
 from glotbench.harness.run.plan import plan
+from glotbench.harness.store.rundir import read_samples
 
 
 class Recording:
@@ -29,7 +36,8 @@ class Recording:
 
     def generate(self, requests):
         self.calls.append(len(requests))
-        return [GenerationResult("The answer is 18.", 5, "stop") for _ in requests]
+        # an answer that depends on the prompt: results handed back to the wrong items would show
+        return [GenerationResult(f"The answer is {len(r.prompt) % 7}.", 5, "stop") for r in requests]
 
     def loglikelihood(self, requests):
         raise AssertionError("MGSM asks for no log-likelihoods")
@@ -64,6 +72,39 @@ def test_chunks_are_at_least_the_backends_min_chunk(tmp_path):
     # the same answers as smaller chunks: only the calls differ
     small = run(tmp_path, Recording(batch_size=2), "small")
     assert out["results"] == small["results"]
+    assert [r["response"] for r in read_samples(tmp_path / "floor", "mgsm", "de")] == \
+        [r["response"] for r in read_samples(tmp_path / "small", "mgsm", "de")]
+
+
+def test_a_pool_caps_the_floor_so_every_replica_gets_a_share(tmp_path):
+    backend = Recording(batch_size=2, min_chunk=1000)
+    backend.replicas = 3
+    run(tmp_path, backend, "pool")
+    assert backend.calls == [14, 14, 12]  # 40 pending requests: ceil(40 / 3) each
+
+
+def test_the_vllm_floor_is_four_engine_batches_on_a_gpu_only():
+    assert chunk_floor({"device": "cuda", "max_num_seqs": 1024}) == 4 * 1024
+    assert chunk_floor({"device": "cpu", "max_num_seqs": 256}) == 0
+    assert chunk_floor({"device": "cuda"}) == 0  # an engine that does not say: the batch size rules
+
+
+def test_a_replica_pool_takes_its_replicas_floor():
+    class Ray:
+        def get(self, ref):
+            return ref
+
+    class Actor:
+        class chat_template:  # noqa: N801 — Ray's actor.method.remote() call shape
+            @staticmethod
+            def remote():
+                return None
+
+    where = [{"host": "a", "min_chunk": 4096}, {"host": "b", "min_chunk": 4096}]
+    pool = ReplicaPool(Ray(), [Actor(), Actor()], Recording(1).identity, where, RunConfig(tasks=("mgsm",)), {}, None)
+    assert (pool.replicas, pool.min_chunk) == (2, 4096)
+    pool = ReplicaPool(Ray(), [Actor()], Recording(1).identity, [{"host": "a"}], RunConfig(tasks=("mgsm",)), {}, None)
+    assert pool.min_chunk == 0  # an HF replica: none
 
 
 def test_a_backend_handed_in_stays_the_callers(tmp_path):
@@ -72,3 +113,11 @@ def test_a_backend_handed_in_stays_the_callers(tmp_path):
     assert not backend.released
     run(tmp_path, backend, "second")  # and it answers a second run
     assert backend.calls and not backend.released
+
+
+def test_a_single_backend_for_a_data_parallel_run_is_refused(tmp_path):
+    cfg = RunConfig(tasks=("mgsm",), langs=("en",), limit=2, data="bundled", chat="off", data_parallel=2,
+                    output=str(tmp_path / "dp"), cache_path=str(tmp_path / "dp.sqlite"))
+    with pytest.raises(GlotbenchError, match="data_parallel=2 with a single backend"):
+        execute(cfg, plan(cfg), progress=False, backend=Recording(batch_size=2))
+    assert not (tmp_path / "dp").exists()

@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -90,10 +91,11 @@ def write_configs(task: Task, langs: list[str], files: dict[str, Path], out: Pat
 
 
 def run_reference(task: Task, model_dir: Path, files: dict[str, Path], *, limit: int | None = None,
-                  batch_size: int | str = 16, device: str = "cpu", backend: str = "hf",
+                  batch_size: int | str = 16, device: str = "cpu", backend: Any = "hf",
                   model_args: str = "dtype=float32", **config) -> ReferenceResult:
     """Evaluate ``task`` on ``files`` (lang → JSON-lines path) with lm-eval's ``backend`` (hf,
-    or vllm on a GPU) and ``model_args`` besides ``pretrained``; ``config``: the keyword options
+    or vllm on a GPU) and ``model_args`` besides ``pretrained``, or with an lm-eval model object
+    already loaded (its load then not timed); ``config``: the keyword options
     of :func:`write_configs`."""
     _lm_eval_tasks_dir()
     from lm_eval import simple_evaluate

@@ -65,7 +65,8 @@ class ModelIdentity:
 class Backend(Protocol):
     """Optional besides these: ``min_chunk``, the fewest requests per call at which the
     backend runs at full speed (a continuous-batching engine on a GPU fills its batch from
-    one call); a run hands it chunks at least that big."""
+    one call); a run hands it chunks at least that big, but no bigger than an equal share of
+    the pending requests for each of its ``replicas`` (a data-parallel pool; 1 if absent)."""
 
     identity: ModelIdentity
     batch_size: int

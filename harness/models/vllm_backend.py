@@ -107,7 +107,7 @@ class VLLMBackend:
         self.max_length = int(info["max_model_len"]) - 2
         self.encoder = PairEncoder(self.tokenizer, self.max_length)
         device = info["device"]
-        self.min_chunk = GPU_CHUNK_BATCHES * int(info.get("max_num_seqs") or 0) if device == "cuda" else 0
+        self.min_chunk = chunk_floor(info)
         self.identity = ModelIdentity(
             backend="vllm", name=name or f"vllm:{path}", weights_sha256=dir_sha256(directory, HASHED_FILES),
             dtype=info["dtype"], device=device, hardware=hardware(device) if not local or device == "cpu"
@@ -148,6 +148,12 @@ class VLLMBackend:
 
     def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
         return self.encoder.apply_chat_template(messages, self.identity.name)
+
+
+def chunk_floor(info: dict) -> int:
+    """The fewest requests per call for an engine (its ``info``) to run at full width: on a GPU,
+    GPU_CHUNK_BATCHES of its batches; on CPU none beyond the run's batch size."""
+    return GPU_CHUNK_BATCHES * int(info.get("max_num_seqs") or 0) if info.get("device") == "cuda" else 0
 
 
 def cuda_visible() -> bool:

@@ -46,11 +46,16 @@ GEN_CHUNK_BATCHES = 4
 
 def execute(cfg: RunConfig, units: list[Unit], progress: bool = True, backend: Backend | None = None) -> Path:
     """Run the planned units and write the run directory; ``backend``: an already loaded
-    backend for ``cfg.model`` (benchmarks time a run without its model load), else loaded here."""
+    backend for ``cfg.model`` (benchmarks time a run without its model load), else loaded here.
+    A backend handed in stays the caller's: it is not released, not even for xCOMET (which then
+    shares the GPU with it)."""
     started = time.time()
     if cfg.output:
         check_new(Path(cfg.output))  # before the model loads: a taken name fails at once
-    owned = backend is None  # a backend handed in stays the caller's to release
+    if backend is not None and cfg.data_parallel > 1 and not hasattr(backend, "answerer"):
+        raise GlotbenchError(f"data_parallel={cfg.data_parallel} with a single backend handed in",
+                             "hand in no backend (execute starts the replicas) or set data_parallel=1")
+    owned = backend is None
     if backend is None:
         backend = start_backend(cfg)
     if hasattr(backend, "expect_loglikelihood"):  # a served model's refusal names these tasks
@@ -242,19 +247,24 @@ def pending_chunks(units: list[Unit], backend: Backend, cache: RequestCache, mod
     """Some units' cached responses (counted), and the keys of the rest in the chunks they are
     computed and committed in, with every request by key and the units' keys in order. The
     chunks depend only on the units, the cache and the batch size, so data-parallel replicas
-    answer exactly the batches a single process would."""
+    answer exactly the batches a single process would; except above a backend's ``min_chunk``
+    (vLLM on GPUs, whose batches change its numbers anyway), which a pool of replicas caps so
+    that every replica gets a share."""
     item_keys_all = [ks for u in units for ks in u.keys]
     keys = [k for ks in item_keys_all for k in ks]
     requests = {k: r for u in units for ks, rs in zip(u.keys, u.requests) for k, r in zip(ks, rs)}
     generative = units[0].task.output_type == "generate"
     result_type = GenerationResult if generative else LoglikelihoodResult
     found = {k: result_type(**v) for k, v in cache.get_many(model_key, list(requests)).items()}
-    chunk_size = max(backend.batch_size * GEN_CHUNK_BATCHES if generative
-                     else max(MIN_CHUNK, CHUNK_CALLS * backend.batch_size), getattr(backend, "min_chunk", 0))
     hit = [k for k in keys if k in found]
     counts["from_cache"] += len(hit)
     advance(bar, hit, cached=True)
     todo = {k for k in keys if k not in found}
+    chunk_size = backend.batch_size * GEN_CHUNK_BATCHES if generative \
+        else max(MIN_CHUNK, CHUNK_CALLS * backend.batch_size)
+    floor = getattr(backend, "min_chunk", 0)
+    if floor:  # a continuous-batching engine: big calls, yet one for each replica of a pool
+        chunk_size = max(chunk_size, min(floor, -(-len(todo) // getattr(backend, "replicas", 1))))
     # Chunks end on item boundaries so requests that share a prefix are planned together.
     chunks: list[list[str]] = []
     chunk: list[str] = []

@@ -107,6 +107,7 @@ class ReplicaPool:
                  resources: dict, local_dir: str | None):
         self.ray, self.actors, self.identity, self.where = ray, actors, identity, where
         self.batch_size = cfg.batch_size
+        self.replicas = len(actors)
         self.min_chunk = max(w.get("min_chunk", 0) for w in where)  # the replicas' (vLLM on GPUs)
         self.cfg, self.resources, self.local_dir = cfg, resources, local_dir
         self.chat_template = ray.get(actors[0].chat_template.remote())
