@@ -6,6 +6,12 @@ request cache; lm-eval runs ``simple_evaluate`` on the same files through its ow
 configs. Reported: wall time, tokens/s (the tokens both tools must score: context plus
 continuation minus one, per request), the ratio, and whether every prediction agrees.
 
+Also counted, from hooks on each tool's model: the positions each tool ran through the
+transformer body and through the LM head, turned into the arithmetic of their matrix
+products. Their ratio is the most either tool's speed-up can be when both multiply at the
+same rate; ``floor s`` prices glotbench's products at this machine's measured matrix-product
+rate with its own weights (the time no saving of overhead can go below).
+
     python bench/bench_xcopa.py                       # 11 languages x 100 items, batch 16
     python bench/bench_xcopa.py --langs et,zh --limit 30 --lmeval-batch-sizes 16,1
 """
@@ -43,7 +49,7 @@ def main() -> int:
     from glotbench.harness.models.embedded import converted_dir
     from glotbench.harness.models.lmeval_ref import run_reference
     from glotbench.harness.run.config import RunConfig
-    from glotbench.harness.run.execute import execute
+    from glotbench.harness.run.execute import execute, start_backend
     from glotbench.harness.run.plan import plan
     from glotbench.harness.store.rundir import read_run, read_samples
     from glotbench.harness.taskapi import data
@@ -58,8 +64,13 @@ def main() -> int:
                         device="cpu", output=str(Path(tmp) / "run"), cache_path=str(Path(tmp) / "c.sqlite"))
         t0 = time.time()
         units = plan(cfg)
-        path = execute(cfg, units, progress=False)
+        backend = start_backend(cfg)
+        ours_count = Arithmetic.attach(backend.model)
+        path = execute(cfg, units, progress=False, backend=backend)
         ours_s = time.time() - t0
+        ours_count.detach()
+        floor_s = ours_count.floor_seconds(backend.model)
+        backend.release()
         run = read_run(path)
         ours = {lang: [[c["logprob"] for c in r["choices"]] for r in read_samples(path, "xcopa", lang)]
                 for lang in langs}
@@ -77,15 +88,24 @@ def main() -> int:
 
     rows = []
     for bs in (int(x) for x in args.lmeval_batch_sizes.split(",")):
+        from lm_eval.models.huggingface import HFLM
+
         t0 = time.time()
-        ref = run_reference(task, model_dir, files, limit=args.limit, batch_size=bs)
+        lm = HFLM(pretrained=str(model_dir), dtype="float32", batch_size=bs, device="cpu")
+        ref_count = Arithmetic.attach(lm.model)
+        ref = run_reference(task, model_dir, files, limit=args.limit, batch_size=bs, backend=lm)
         ref_s = time.time() - t0
+        ref_count.detach()
+        del lm
         diffs = {lang: float(np.abs(np.array(ours[lang]) - np.array(ref.loglikelihoods[lang])).max()) for lang in langs}
         same = all((np.argmax(ours[lang], 1) == np.argmax(ref.loglikelihoods[lang], 1)).all() for lang in langs)
         rows.append({"lmeval_batch_size": bs, "lmeval_s": round(ref_s, 1), "glotbench_s": round(ours_s, 1),
                      "ratio": round(ref_s / ours_s, 2), "lmeval_tok_s": round(n_tokens / ref_s),
                      "glotbench_tok_s": round(n_tokens / ours_s), "predictions_identical": bool(same),
-                     "max_abs_ll_diff": diffs})
+                     "max_abs_ll_diff": diffs,
+                     "arithmetic": {"lmeval": ref_count.summary(), "glotbench": ours_count.summary(),
+                                    "ratio": round(ref_count.flops() / ours_count.flops(), 3)},
+                     "glotbench_floor_s": round(floor_s, 1), "ratio_at_floor": round(ref_s / floor_s, 2)})
     result = {"langs": langs, "limit": args.limit, "requests": n_requests, "tokens": n_tokens,
               "glotbench_batch_size": args.batch_size, "glotbench_requests": run["provenance"]["requests"],
               "host": run["provenance"]["host"], "rows": rows}
@@ -93,13 +113,88 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"XCOPA, {len(langs)} languages x {args.limit} items = {n_requests} requests, {n_tokens} tokens; "
           f"glotbench batch size {args.batch_size}")
-    print("| lm-eval batch | lm-eval s | glotbench s | speed-up | lm-eval tok/s | glotbench tok/s | same predictions | max abs Δll |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| lm-eval batch | lm-eval s | glotbench s | speed-up | lm-eval tok/s | glotbench tok/s | same predictions "
+          "| max abs Δll | arithmetic ratio | glotbench floor s | speed-up at floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['lmeval_batch_size']} | {r['lmeval_s']} | {r['glotbench_s']} | {r['ratio']}x | "
               f"{r['lmeval_tok_s']} | {r['glotbench_tok_s']} | {r['predictions_identical']} | "
-              f"{max(r['max_abs_ll_diff'].values()):.1e} |")
+              f"{max(r['max_abs_ll_diff'].values()):.1e} | {r['arithmetic']['ratio']}x | "
+              f"{r['glotbench_floor_s']} | {r['ratio_at_floor']}x |")
+    for r in rows:
+        a = r["arithmetic"]
+        print(f"batch {r['lmeval_batch_size']}: lm-eval {a['lmeval']}; glotbench {a['glotbench']}")
     return 0
+
+
+class Arithmetic:
+    """Positions a causal LM ran through its body (every fed position, padding included) and
+    through its LM head, counted by forward hooks; their matrix-product FLOPs (2 x the
+    weights a position multiplies; attention's score products, which grow with the
+    segments' lengths and are a few per cent here, left out)."""
+
+    def __init__(self, model) -> None:
+        import torch
+
+        head = model.get_output_embeddings()
+        self.head_weights = head.weight.numel()
+        self.body_weights = sum(m.weight.numel() for m in model.modules()
+                                if isinstance(m, torch.nn.Linear) and m is not head)
+        self.body_positions = self.head_positions = self.body_calls = self.head_calls = 0
+        self.hooks: list = []
+
+    @classmethod
+    def attach(cls, model) -> Arithmetic:
+        count = cls(model)
+        base = getattr(model, model.base_model_prefix)
+
+        def body(_module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            count.body_positions += ids.numel()
+            count.body_calls += 1
+
+        def head(_module, args):
+            count.head_positions += args[0].numel() // args[0].shape[-1]
+            count.head_calls += 1
+
+        count.hooks = [base.register_forward_pre_hook(body, with_kwargs=True),
+                       model.get_output_embeddings().register_forward_pre_hook(head)]
+        return count
+
+    def detach(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+    def flops(self) -> float:
+        return 2.0 * (self.body_positions * self.body_weights + self.head_positions * self.head_weights)
+
+    def summary(self) -> dict:
+        return {"body_positions": self.body_positions, "head_positions": self.head_positions,
+                "gflop": round(self.flops() / 1e9, 1)}
+
+    def floor_seconds(self, model) -> float:
+        """These products alone, timed on this machine with the model's own weights in its
+        module order (float32, as many positions per product as glotbench's calls averaged,
+        best of 3): the time glotbench could not go below if everything else cost nothing."""
+        import torch
+
+        head = model.get_output_embeddings()
+        body = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head]
+        rows = max(1, round(self.body_positions / max(1, self.body_calls)))
+        head_rows = max(1, round(self.head_positions / max(1, self.head_calls)))
+
+        def best(layers, n: int) -> float:
+            inputs = {m.in_features: torch.randn(n, m.in_features) for m in layers}
+            times = []
+            with torch.inference_mode():
+                for _ in range(4):
+                    t = time.perf_counter()
+                    for m in layers:
+                        m(inputs[m.in_features])
+                    times.append(time.perf_counter() - t)
+            return min(times[1:]) / n
+
+        return best(body, rows) * self.body_positions + best([head], head_rows) * self.head_positions
 
 
 if __name__ == "__main__":
