@@ -8,9 +8,10 @@ continuation minus one, per request), the ratio, and whether every prediction ag
 
 Also counted, from hooks on each tool's model: the positions each tool ran through the
 transformer body and through the LM head, turned into the arithmetic of their matrix
-products. Their ratio is the most either tool's speed-up can be when both multiply at the
-same rate; ``floor s`` prices glotbench's products at this machine's measured matrix-product
-rate with its own weights (the time no saving of overhead can go below).
+products. Their ratio is the speed-up glotbench would have if both tools spent all their time
+multiplying, at the same rate. ``floor s`` times glotbench's products alone on this machine
+with the model's own weights: about what its run would take if nothing but the matrix
+products cost time (an estimate, priced at the median call's shape, not a strict bound).
 
     python bench/bench_xcopa.py                       # 11 languages x 100 items, batch 16
     python bench/bench_xcopa.py --langs et,zh --limit 30 --lmeval-batch-sizes 16,1
@@ -140,7 +141,9 @@ class Arithmetic:
         self.head_weights = head.weight.numel()
         self.body_weights = sum(m.weight.numel() for m in model.modules()
                                 if isinstance(m, torch.nn.Linear) and m is not head)
-        self.body_positions = self.head_positions = self.body_calls = self.head_calls = 0
+        self.body_positions = self.head_positions = 0
+        self.body_calls: list[int] = []  # positions per call
+        self.head_calls: list[int] = []
         self.hooks: list = []
 
     @classmethod
@@ -150,12 +153,14 @@ class Arithmetic:
 
         def body(_module, args, kwargs):
             ids = kwargs.get("input_ids", args[0] if args else None)
-            count.body_positions += ids.numel()
-            count.body_calls += 1
+            n = ids.numel() if ids is not None else kwargs["inputs_embeds"].shape[:-1].numel()
+            count.body_positions += n
+            count.body_calls.append(n)
 
         def head(_module, args):
-            count.head_positions += args[0].numel() // args[0].shape[-1]
-            count.head_calls += 1
+            n = args[0].numel() // args[0].shape[-1]
+            count.head_positions += n
+            count.head_calls.append(n)
 
         count.hooks = [base.register_forward_pre_hook(body, with_kwargs=True),
                        model.get_output_embeddings().register_forward_pre_hook(head)]
@@ -174,14 +179,17 @@ class Arithmetic:
 
     def floor_seconds(self, model) -> float:
         """These products alone, timed on this machine with the model's own weights in its
-        module order (float32, as many positions per product as glotbench's calls averaged,
-        best of 3): the time glotbench could not go below if everything else cost nothing."""
+        module order (float32, as many positions per product as the median call had, so that
+        a backend's few tiny check calls do not shrink the shape; best of 3 after a warm-up)
+        and priced per position: about what the run would take if nothing else cost time."""
+        import statistics
+
         import torch
 
         head = model.get_output_embeddings()
         body = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head]
-        rows = max(1, round(self.body_positions / max(1, self.body_calls)))
-        head_rows = max(1, round(self.head_positions / max(1, self.head_calls)))
+        rows = max(1, round(statistics.median(self.body_calls or [1])))
+        head_rows = max(1, round(statistics.median(self.head_calls or [1])))
 
         def best(layers, n: int) -> float:
             inputs = {m.in_features: torch.randn(n, m.in_features) for m in layers}
