@@ -48,18 +48,13 @@ MGSM_LANGS = "bn,de,en,es,fr,ja,ru,sw,te,th,zh"
 
 def random_model(source: Path, out: Path, dtype: str, seed: int = 0) -> Path:
     """``source``'s config and tokenizer with seeded random weights, saved in ``out``."""
-    import shutil
-
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     config = AutoConfig.from_pretrained(source)
-    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
-    model.save_pretrained(out)
-    for f in source.iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "generation_config", "chat_template")):
-            shutil.copy(f, out / f.name)
+    AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).save_pretrained(out)
+    AutoTokenizer.from_pretrained(source).save_pretrained(out)
     return out
 
 

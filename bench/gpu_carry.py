@@ -36,6 +36,7 @@ import zipfile
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 VLLM = "vllm==0.26.0"
@@ -106,10 +107,6 @@ echo ----; tail -30 $OUT/bench.log
 """
 
 
-def norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def pip(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PIP_CONSTRAINT": ""}
     return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
@@ -142,17 +139,17 @@ def requirements(wheel: Path) -> list[str]:
 
 def dependencies(roots: list[str], dest: Path) -> None:
     """Every requirement reachable from ``roots`` that the machine lacks, as wheels."""
-    have = {norm(n) for n in HAVE.split()}
+    have = {canonicalize_name(n) for n in HAVE.split()}
     queue, seen = list(roots), set()
     while queue:
         req = queue.pop(0)
-        name = norm(re.split(r"[<>=!~\[ (]", req, maxsplit=1)[0])
+        name = canonicalize_name(Requirement(req).name)
         if name in have or name in SKIP or name in seen:
             continue
         seen.add(name)
         download(PINS.get(name, re.sub(r"\[.*?\]", "", req)), dest)
         for wheel in dest.glob("*.whl"):
-            if norm(wheel.name.split("-")[0]) == name:
+            if canonicalize_name(wheel.name.split("-")[0]) == name:
                 queue += requirements(wheel)
 
 
@@ -187,7 +184,7 @@ def main() -> int:
                 tar.add(top, arcname=top.name)
         deps = tmp / "deps"
         deps.mkdir()
-        dependencies([r for r in requirements(wheel) if norm(r.split("=")[0]) != "vllm"] + EXTRA, deps)
+        dependencies([r for r in requirements(wheel) if Requirement(r).name != "vllm"] + EXTRA, deps)
         r = pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(deps), str(REPO))
         if r.returncode:
             raise SystemExit(f"gpu_carry: glotbench's wheel: {r.stderr.strip().splitlines()[-1]}")

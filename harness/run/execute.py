@@ -52,7 +52,7 @@ def execute(cfg: RunConfig, units: list[Unit], progress: bool = True, backend: B
     started = time.time()
     if cfg.output:
         check_new(Path(cfg.output))  # before the model loads: a taken name fails at once
-    if backend is not None and cfg.data_parallel > 1 and not hasattr(backend, "answerer"):
+    if backend is not None and getattr(backend, "replicas", 1) < cfg.data_parallel:
         raise GlotbenchError(f"data_parallel={cfg.data_parallel} with a single backend handed in",
                              "hand in no backend (execute starts the replicas) or set data_parallel=1")
     owned = backend is None
